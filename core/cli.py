@@ -1,0 +1,137 @@
+"""`mattebridge`: track, models, demo."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from . import __version__
+from .errors import MatteBridgeError
+from .prompts import DEFAULT_OBJECT, Prompts, parse_numbers, split_frame
+from .sequence import FrameRange
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="sam2.1_hiera_small", help="published model name (see `mattebridge models list`)")
+    g.add_argument("--checkpoint", help="other weights: a checkpoint file (loaded weights-only)")
+    g.add_argument("--model-config", help="sam2 config for --checkpoint: short name (sam2.1_hiera_t) or config path")
+    g.add_argument("--image-size", type=int, help="model input size in pixels (multiple of 32; default: the model's 1024)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mattebridge", description="SAM 2.1 alpha mattes for VFX plates.")
+    parser.add_argument("--version", action="version", version=f"mattebridge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("track", help="track prompts through a plate sequence and write alpha EXRs")
+    t.add_argument("plate", help="plate sequence, e.g. plate.####.exr or plate.%%04d.exr")
+    t.add_argument("--frames", required=True, help="frame range FIRST-LAST, e.g. 1001-1100")
+    t.add_argument("--out", required=True, help="matte pattern, e.g. mattes/hero.####.exr ({object} for several objects)")
+    t.add_argument("--point", action="append", default=[], metavar="X,Y[@F]", help="foreground click (display-window pixels, y down)")
+    t.add_argument("--negative", action="append", default=[], metavar="X,Y[@F]", help="background click")
+    t.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1[@F]", help="box around the subject")
+    t.add_argument("--mask", action="append", default=[], metavar="PATH[@F]", help="mask image (its alpha or only channel)")
+    t.add_argument("--object", default=DEFAULT_OBJECT, help=f"object the flags above prompt (default {DEFAULT_OBJECT})")
+    t.add_argument("--prompts", help="prompts JSON for several objects (docs/prompts.md)")
+    t.add_argument("--layer", help="EXR part or layer to read (default: RGB of the first part)")
+    t.add_argument("--colorspace", help="plate colour space (default: file metadata, else scene_linear/sRGB)")
+    t.add_argument("--ocio", help="OCIO config path or ocio:// URI (default: $OCIO, else ocio://studio-config-latest)")
+    t.add_argument("--view", help='display/view the model sees the plate through, "DISPLAY/VIEW"')
+    t.add_argument("--direction", default="both", choices=["forward", "backward", "both"])
+    t.add_argument("--edge", default="raw", choices=["raw", "hard"], help="raw: sigmoid of the model's logits; hard: logits > 0")
+    _add_model_args(t)
+
+    m = sub.add_parser("models", help="list, download or locate published SAM 2.1 checkpoints")
+    msub = m.add_subparsers(dest="action", required=True)
+    msub.add_parser("list")
+    for action in ("download", "path"):
+        a = msub.add_parser(action)
+        a.add_argument("name")
+
+    d = sub.add_parser("demo", help="make a synthetic plate and track it end to end")
+    d.add_argument("--dir", default="mattebridge-demo", help="where the demo plate and mattes go")
+    d.add_argument("--random-weights", action="store_true", help="use a random-weight model (offline check of the pipeline)")
+    _add_model_args(d)
+    d.set_defaults(model="sam2.1_hiera_tiny")
+    return parser
+
+
+def prompts_from_args(args, first_frame: int) -> Prompts:
+    prompts = Prompts.load(args.prompts) if args.prompts else Prompts()
+    for flag, specs, positive in (("--point", args.point, True), ("--negative", args.negative, False)):
+        for spec in specs:
+            body, frame = split_frame(spec, first_frame, flag)
+            x, y = parse_numbers(body, 2, flag, spec)
+            prompts.add_point(args.object, frame, x, y, positive)
+    for spec in args.box:
+        body, frame = split_frame(spec, first_frame, "--box")
+        prompts.set_box(args.object, frame, parse_numbers(body, 4, "--box", spec))
+    for spec in args.mask:
+        body, frame = split_frame(spec, first_frame, "--mask")
+        prompts.set_mask(args.object, frame, body)
+    return prompts
+
+
+def cmd_track(args) -> int:
+    from .progress import ProgressBar
+    from .track import TrackJob, run_track
+
+    frames = FrameRange.parse(args.frames)
+    job = TrackJob(
+        plate=args.plate, frames=frames, prompts=prompts_from_args(args, frames.first), out=args.out,
+        layer=args.layer, colorspace=args.colorspace, ocio=args.ocio, view=args.view, direction=args.direction,
+        edge=args.edge, model=args.model, checkpoint=args.checkpoint, model_config=args.model_config,
+        image_size=args.image_size, device=args.device,
+    )
+    start = time.monotonic()
+    stats = run_track(job, progress=ProgressBar("track"), log=lambda s: print(s, file=sys.stderr))
+    print(f"wrote {stats.frames_written} frames x {len(job.prompts.objects)} object(s) to {args.out} "
+          f"in {time.monotonic() - start:.1f}s", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from . import models
+
+    if args.action == "list":
+        for info in models.MODELS.values():
+            state = "downloaded" if os.path.exists(models.model_path(info.name)) else "not downloaded"
+            print(f"{info.name:24s} {info.size / 1e6:7.1f} MB  {state}")
+    elif args.action == "path":
+        print(models.model_path(args.name))
+    else:
+        print(f"downloading {args.name} from {models.model_url(args.name)}", file=sys.stderr)
+        path = models.download(args.name, progress=models.describe_progress)
+        print(file=sys.stderr)
+        print(path)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        handler = {"track": cmd_track, "models": cmd_models, "demo": cmd_demo}[args.command]
+        return handler(args)
+    except MatteBridgeError as e:
+        if args.debug:
+            raise
+        print(f"mattebridge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mattebridge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

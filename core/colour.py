@@ -1,0 +1,95 @@
+"""Colour management with OpenColorIO: what the model sees is the plate through a display/view."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .errors import MatteBridgeError
+
+BUILTIN_CONFIG = "ocio://studio-config-latest"
+# Names an 8-bit file without colour metadata is tried as, in order (OIIO's interop id first).
+SRGB_NAMES = ("srgb_rec709_scene", "sRGB - Texture", "srgb_tx", "sRGB", "srgb_texture")
+
+
+def load_config(source: Optional[str] = None):
+    """`--ocio` (path or ocio:// URI), else $OCIO, else the built-in studio config."""
+    import PyOpenColorIO as ocio
+
+    source = source or os.environ.get("OCIO") or BUILTIN_CONFIG
+    try:
+        return ocio.Config.CreateFromFile(source), source
+    except Exception as e:  # OCIO raises its own Exception type with a useful message
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MatteBridgeError(f"OCIO config {source}: cannot load ({first})") from None
+
+
+def _names(config) -> list:
+    return [cs.getName() for cs in config.getColorSpaces()]
+
+
+def resolve_colorspace(config, explicit: Optional[str], file_colorspace: str, is_float: bool, source: str) -> str:
+    """--colorspace, else the file's metadata (if the config knows it), else scene_linear / sRGB by bit depth."""
+    if explicit:
+        cs = config.getColorSpace(explicit)
+        if cs is None:
+            raise MatteBridgeError(
+                f"--colorspace {explicit!r} is not in the OCIO config {source}; colour spaces: {', '.join(_names(config))}")
+        return cs.getName()
+    if file_colorspace and config.getColorSpace(file_colorspace) is not None:
+        return config.getColorSpace(file_colorspace).getName()
+    candidates = ("scene_linear",) if is_float else SRGB_NAMES + ("texture_paint",)
+    for name in candidates:
+        cs = config.getColorSpace(name)
+        if cs is not None:
+            return cs.getName()
+    kind = "a scene_linear role" if is_float else "an sRGB colour space"
+    raise MatteBridgeError(f"OCIO config {source} has no {kind}; give the plate's colour space with --colorspace")
+
+
+def resolve_view(config, view: Optional[str], source: str):
+    """`DISPLAY/VIEW`, else the config's default display and its default view."""
+    displays = list(config.getDisplays())
+    if not view:
+        display = config.getDefaultDisplay()
+        return display, config.getDefaultView(display)
+    display, sep, name = view.partition("/")
+    if not sep:
+        raise MatteBridgeError(f"--view {view!r}: expected \"DISPLAY/VIEW\", e.g. \"{displays[0]}/{config.getDefaultView(displays[0])}\"")
+    if display not in displays:
+        raise MatteBridgeError(f"--view: display {display!r} is not in {source}; displays: {', '.join(displays)}")
+    views = list(config.getViews(display))
+    if name not in views:
+        raise MatteBridgeError(f"--view: view {name!r} is not on display {display!r}; views: {', '.join(views)}")
+    return display, name
+
+
+@dataclass
+class DisplayTransform:
+    """Input colour space -> display/view, on packed float RGB (CPU, float32)."""
+
+    config_source: str
+    colorspace: str
+    display: str
+    view: str
+
+    def __post_init__(self):
+        import PyOpenColorIO as ocio
+
+        config, _ = load_config(self.config_source)
+        transform = ocio.DisplayViewTransform(src=self.colorspace, display=self.display, view=self.view)
+        try:
+            processor = config.getProcessor(transform)
+        except Exception as e:
+            raise MatteBridgeError(f"OCIO: cannot build {self.colorspace} -> {self.display}/{self.view} ({e})") from None
+        self._cpu = processor.getDefaultCPUProcessor()
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+        self._cpu.applyRGB(out)
+        return out
+
+    def describe(self) -> dict:
+        return {"config": self.config_source, "colorspace": self.colorspace, "display": self.display, "view": self.view}

@@ -1,0 +1,80 @@
+"""The model's view of a plate sequence: read, downsample in linear light, display/view, normalise.
+
+Lazy and bounded: frames are prepared on demand and a few ahead (in the direction the engine is
+moving) on worker threads, never the whole shot.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, List
+
+import numpy as np
+
+from .colour import DisplayTransform
+from .plate import Plate, to_display
+from .resample import area_resize
+
+# ImageNet statistics the SAM 2 image encoder was trained with
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def model_view(plate: Plate, size: int, transform: DisplayTransform) -> np.ndarray:
+    """(size, size, 3) display-referred RGB in 0..1: what the model sees of this plate."""
+    linear = area_resize(to_display(plate.pixels, plate.geometry), size, size)
+    return np.clip(transform.apply(linear), 0.0, 1.0)
+
+
+class ModelFeed:
+    """Sequence of model input tensors (3, S, S) for clip indices 0..N-1."""
+
+    def __init__(self, paths: List[str], read: Callable[[str], Plate], size: int,
+                 transform: DisplayTransform, ahead: int = 4, workers: int = 2):
+        self.paths, self.read, self.size, self.transform = paths, read, size, transform
+        self.ahead = ahead
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mattebridge-feed")
+        self._jobs: "OrderedDict[int, object]" = OrderedDict()
+        self._lock = threading.Lock()
+        self._last = None
+        self.seconds = {"read": 0.0, "colour": 0.0}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _prepare(self, index: int):
+        import torch
+
+        t0 = time.perf_counter()
+        plate = self.read(self.paths[index])
+        t1 = time.perf_counter()
+        rgb = model_view(plate, self.size, self.transform)
+        tensor = torch.from_numpy(np.ascontiguousarray(((rgb - MEAN) / STD).transpose(2, 0, 1)))
+        t2 = time.perf_counter()
+        with self._lock:
+            self.seconds["read"] += t1 - t0
+            self.seconds["colour"] += t2 - t1
+        return tensor
+
+    def _submit(self, index: int):
+        if 0 <= index < len(self.paths) and index not in self._jobs:
+            self._jobs[index] = self._pool.submit(self._prepare, index)
+            while len(self._jobs) > 2 * self.ahead + 2:  # bounded: forget the oldest
+                self._jobs.popitem(last=False)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self.paths):
+            raise IndexError(index)
+        step = 1 if self._last is None or index >= self._last else -1
+        self._last = index
+        self._submit(index)
+        self._jobs.move_to_end(index)
+        for k in range(1, self.ahead + 1):
+            self._submit(index + step * k)
+        return self._jobs[index].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._jobs.clear()

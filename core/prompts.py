@@ -1,0 +1,187 @@
+"""Prompts: clicks, boxes and masks per object and frame, and their JSON file (docs/prompts.md).
+
+Coordinates are continuous pixels in the plate's display window, origin top-left, y down (DESIGN.md §3).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .errors import MatteBridgeError
+
+SCHEMA_VERSION = 1
+DEFAULT_OBJECT = "main"
+_OBJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+    positive: bool = True
+
+
+@dataclass
+class FramePrompt:
+    points: List[Point] = field(default_factory=list)
+    box: Optional[Tuple[float, float, float, float]] = None
+    mask: Optional[str] = None  # path of an image whose alpha (or only channel) is the mask
+
+    def to_json(self) -> dict:
+        out: dict = {}
+        if self.points:
+            out["points"] = [{"x": p.x, "y": p.y, "positive": p.positive} for p in self.points]
+        if self.box is not None:
+            out["box"] = list(self.box)
+        if self.mask is not None:
+            out["mask"] = self.mask
+        return out
+
+
+@dataclass
+class Prompts:
+    """object name -> frame number -> what was given on that frame."""
+
+    objects: Dict[str, Dict[int, FramePrompt]] = field(default_factory=dict)
+
+    def on(self, obj: str, frame: int) -> FramePrompt:
+        if not _OBJECT_NAME.fullmatch(obj):
+            raise MatteBridgeError(f"object name {obj!r}: use letters, digits, '_', '-' or '.'")
+        return self.objects.setdefault(obj, {}).setdefault(frame, FramePrompt())
+
+    def add_point(self, obj: str, frame: int, x: float, y: float, positive: bool = True) -> None:
+        self.on(obj, frame).points.append(Point(float(x), float(y), positive))
+
+    def set_box(self, obj: str, frame: int, box) -> None:
+        fp = self.on(obj, frame)
+        if fp.box is not None:
+            raise MatteBridgeError(f"object {obj!r}, frame {frame}: only one box per object and frame")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if x1 <= x0 or y1 <= y0:
+            raise MatteBridgeError(f"object {obj!r}, frame {frame}: box {list(box)} must be X0,Y0,X1,Y1 with X1>X0, Y1>Y0")
+        fp.box = (x0, y0, x1, y1)
+
+    def set_mask(self, obj: str, frame: int, path: str) -> None:
+        fp = self.on(obj, frame)
+        if fp.mask is not None:
+            raise MatteBridgeError(f"object {obj!r}, frame {frame}: only one mask per object and frame")
+        fp.mask = path
+
+    def frames(self) -> List[int]:
+        return sorted({f for per in self.objects.values() for f in per})
+
+    def is_empty(self) -> bool:
+        return not any(self.objects.values())
+
+    def check(self, frames, width: float, height: float) -> None:
+        """Every prompt on a frame in `frames`, inside a `width` x `height` display window."""
+        if self.is_empty():
+            raise MatteBridgeError("no prompts: give --point, --box, --mask or --prompts")
+        for obj, per in self.objects.items():
+            for frame, fp in per.items():
+                where = f"object {obj!r}, frame {frame}"
+                if frame not in frames:
+                    raise MatteBridgeError(f"{where}: frame is outside the range {frames}")
+                if fp.mask is not None and (fp.points or fp.box is not None):
+                    raise MatteBridgeError(f"{where}: a mask cannot be combined with points or a box on one frame")
+                for p in fp.points:
+                    if not (0 <= p.x <= width and 0 <= p.y <= height):
+                        raise MatteBridgeError(
+                            f"{where}: point {p.x:g},{p.y:g} is outside the image (0..{width:g}, 0..{height:g})")
+                if fp.box is not None:
+                    x0, y0, x1, y1 = fp.box
+                    if x1 < 0 or y1 < 0 or x0 > width or y0 > height:
+                        raise MatteBridgeError(
+                            f"{where}: box {x0:g},{y0:g},{x1:g},{y1:g} is outside the image (0..{width:g}, 0..{height:g})")
+
+    # --- the JSON file shared with the plugins -------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "version": SCHEMA_VERSION,
+            "objects": [
+                {"name": name, "frames": [dict(frame=f, **per[f].to_json()) for f in sorted(per)]}
+                for name, per in self.objects.items()
+            ],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, doc, source: str = "prompts") -> "Prompts":
+        def bad(msg):
+            return MatteBridgeError(f"{source}: {msg}")
+
+        if not isinstance(doc, dict) or not isinstance(doc.get("objects"), list):
+            raise bad('expected {"version": 1, "objects": [...]}')
+        version = doc.get("version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise bad(f"version {version!r} is newer than this mattebridge understands ({SCHEMA_VERSION})")
+        prompts = cls()
+        for i, obj in enumerate(doc["objects"]):
+            if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+                raise bad(f"objects[{i}]: needs a string 'name'")
+            name = obj["name"]
+            for j, fr in enumerate(obj.get("frames") or []):
+                where = f"objects[{i}] ({name!r}) frames[{j}]"
+                try:
+                    frame = int(fr["frame"])
+                    for p in fr.get("points", []):
+                        prompts.add_point(name, frame, float(p["x"]), float(p["y"]), bool(p.get("positive", True)))
+                    if fr.get("box") is not None:
+                        if len(fr["box"]) != 4:
+                            raise ValueError("box needs 4 numbers")
+                        prompts.set_box(name, frame, fr["box"])
+                    if fr.get("mask") is not None:
+                        prompts.set_mask(name, frame, str(fr["mask"]))
+                    prompts.on(name, frame)
+                except MatteBridgeError as e:
+                    raise bad(f"{where}: {e}") from None
+                except (KeyError, TypeError, ValueError) as e:
+                    raise bad(f"{where}: {e}") from None
+        return prompts
+
+    @classmethod
+    def load(cls, path: str) -> "Prompts":
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except OSError as e:
+            raise MatteBridgeError(f"{path}: cannot read prompts file ({e.strerror})") from None
+        except ValueError as e:
+            raise MatteBridgeError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_json(doc, source=path)
+
+    def merge(self, other: "Prompts") -> None:
+        for name, per in other.objects.items():
+            for frame, fp in per.items():
+                for p in fp.points:
+                    self.add_point(name, frame, p.x, p.y, p.positive)
+                if fp.box is not None:
+                    self.set_box(name, frame, fp.box)
+                if fp.mask is not None:
+                    self.set_mask(name, frame, fp.mask)
+
+
+# --- command-line prompt specs: X,Y[@F], X0,Y0,X1,Y1[@F], PATH[@F] ------------------------------
+def split_frame(spec: str, default_frame: int, flag: str) -> Tuple[str, int]:
+    body, sep, frame = spec.rpartition("@")
+    if not sep:
+        return spec, default_frame
+    if not re.fullmatch(r"-?\d+", frame.strip()):
+        raise MatteBridgeError(f"{flag} {spec!r}: frame after '@' must be a whole number")
+    return body, int(frame)
+
+
+def parse_numbers(text: str, count: int, flag: str, spec: str) -> List[float]:
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != count or any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        shape = "X,Y" if count == 2 else "X0,Y0,X1,Y1"
+        raise MatteBridgeError(f"{flag} {spec!r}: expected {shape}[@FRAME] with numbers")
+    return values

@@ -1,0 +1,1 @@
+"""The ZeroMQ matte server."""
