@@ -1,0 +1,89 @@
+"""Shared fixtures: a seeded random-weight SAM 2.1 tiny checkpoint, EXR plates made from real footage."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FOOTAGE = REPO.parent / "shared" / "footage" / "bedroom"
+TEST_SIZE = 256  # model input size for CPU tests (parameter shapes do not depend on it)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> str:
+    from mattebridge.core.models import save_random_checkpoint
+
+    return save_random_checkpoint(str(tmp_path_factory.mktemp("model") / "random_tiny.pt"), "sam2.1_hiera_t", seed=0)
+
+
+def model_args(checkpoint: str):
+    return ["--checkpoint", checkpoint, "--model-config", "sam2.1_hiera_t", "--image-size", str(TEST_SIZE),
+            "--device", "cpu"]
+
+
+def write_exr(path, channels: dict, display=None, data=None, pixel_aspect=1.0, pixel_type="half", tiled=False):
+    """A real EXR through OpenImageIO; `channels` name -> (h, w) array over the data window."""
+    import OpenImageIO as oiio
+
+    names = list(channels)
+    h, w = channels[names[0]].shape
+    data = data or (0, 0, w, h)
+    display = display or data
+    spec = oiio.ImageSpec(w, h, len(names), pixel_type)
+    spec.x, spec.y = data[0], data[1]
+    spec.full_x, spec.full_y, spec.full_width, spec.full_height = display
+    spec.channelnames = tuple(names)
+    spec.attribute("compression", "zip")
+    spec.attribute("PixelAspectRatio", float(pixel_aspect))
+    if tiled:
+        spec.tile_width = spec.tile_height = 32
+    out = oiio.ImageOutput.create(str(path))
+    assert out.open(str(path), spec), oiio.geterror()
+    assert out.write_image(np.stack([channels[n] for n in names], -1).astype(np.float32))
+    out.close()
+    return str(path)
+
+
+def footage_frames(count: int):
+    frames = sorted(FOOTAGE.glob("bedroom.*.jpg"))[:count]
+    assert len(frames) == count, f"need {count} frames of {FOOTAGE}"
+    return frames
+
+
+@pytest.fixture(scope="session")
+def bedroom_plate(tmp_path_factory) -> str:
+    """20 frames of the real bedroom footage as ACEScg half-float EXRs (sRGB -> ACEScg through OCIO)."""
+    import OpenImageIO as oiio
+
+    folder = tmp_path_factory.mktemp("bedroom")
+    for src in footage_frames(20):
+        frame = src.name.split(".")[1]
+        buf = oiio.ImageBufAlgo.colorconvert(oiio.ImageBuf(str(src)), "sRGB - Texture", "ACEScg",
+                                             colorconfig="ocio://studio-config-latest")
+        buf.set_write_format(oiio.HALF)
+        assert buf.write(str(folder / f"plate.{frame}.exr")), oiio.geterror()
+    return str(folder / "plate.####.exr")
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600):
+    """`mattebridge ...` as a real process; returns (exit status, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "mattebridge.core.cli", *map(str, args)], cwd=cwd,
+                          env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def read_exr(path):
+    """(pixels (h, w, c) float32, spec) of a real EXR."""
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(str(path))
+    assert inp is not None, oiio.geterror()
+    spec = inp.spec()
+    pixels = inp.read_image(0, 0, 0, spec.nchannels, "float")
+    inp.close()
+    return np.asarray(pixels).reshape(spec.height, spec.width, spec.nchannels), spec
