@@ -7,6 +7,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -92,6 +93,8 @@ def download(name: str, progress=None) -> str:
                 f"{url}: SHA-256 mismatch (got {digest.hexdigest()}, expected {info.sha256}); the download was discarded")
         os.replace(tmp, dest)
         return dest
+    except urllib.error.HTTPError as e:
+        raise MatteBridgeError(f"{url}: download failed (HTTP {e.code} {e.reason})") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
         raise MatteBridgeError(f"{url}: download failed ({reason})") from None
@@ -174,7 +177,9 @@ def load_checkpoint(predictor, path: str) -> None:
     if not os.path.exists(path):
         raise MatteBridgeError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its advice is to unpickle untrusted data: never
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MatteBridgeError(f"{path}: not a loadable weights-only checkpoint ({first[:200]})") from None

@@ -1,8 +1,10 @@
 """Temporal stability: calm frame-to-frame chatter in still regions without smearing moving edges.
 
-A per-pixel recursive blend with the previous output, gated by how much the pixel changed: small
-changes (model noise on a still edge) are averaged away; large ones (an edge moving through the
-pixel) pass through at once, so a moving edge is never dragged behind. Feed frames in processing
+A per-pixel recursive blend with the previous output, gated by how much the neighbourhood changed:
+small changes (model noise on a still edge) are averaged away; large ones (an edge moving through)
+pass through at once, so a moving edge is not dragged behind. The gate looks at the change averaged
+over a small window: noise changes sign from cell to cell and cancels there, while motion moves a
+whole stretch of edge the same way and stands out, so the gate can be tight without missing motion. Feed frames in processing
 order, one smoother per object, and reset() between passes (a backward pass starts afresh).
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from .boxfilter import box_mean
 from .errors import MatteBridgeError
 
 
@@ -19,20 +22,23 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class TemporalSmoother:
-    """out_t = w * out_{t-1} + (1 - w) * in_t, with w = blend * max(0, 1 - |change| / threshold)^2.
+    """out_t = w * out_{t-1} + (1 - w) * in_t, w = blend * max(0, 1 - |change| / threshold)^2, where
+    change = the mean of (in_t - out_{t-1}) over a (2 radius + 1)^2 window.
 
     `change` is measured in alpha (0..1) even for logits (`logits=True` gates on their sigmoid):
-    interior logits may swing by several units without any visible change, and must not block the
-    blend. blend 0.6 halves the noise's standard deviation on a still pixel; threshold 0.25 lets
-    an edge moving a pixel or more per frame through untouched.
+    interior logits swing by several units without any visible change and must not block the blend.
+    radius: about 1.5 model cells in the grid it is fed: 1 on the (L, L) logit grid, 12 at 2K.
+    blend 0.7 cuts a still pixel's noise to ~40% of its standard deviation.
     """
 
-    def __init__(self, blend: float = 0.6, threshold: float = 0.25, logits: bool = False):
+    def __init__(self, blend: float = 0.7, threshold: float = 0.1, radius: int = 1, logits: bool = False):
         if not 0.0 <= blend < 1.0:
             raise MatteBridgeError(f"temporal smoother: blend must be in [0, 1) (got {blend})")
         if threshold <= 0:
             raise MatteBridgeError(f"temporal smoother: threshold must be > 0 (got {threshold})")
-        self.blend, self.threshold, self.logits = float(blend), float(threshold), logits
+        if radius < 0:
+            raise MatteBridgeError(f"temporal smoother: radius must be >= 0 (got {radius})")
+        self.blend, self.threshold, self.radius, self.logits = float(blend), float(threshold), int(radius), logits
         self._prev: Optional[np.ndarray] = None
 
     def reset(self) -> None:
@@ -46,8 +52,10 @@ class TemporalSmoother:
             return x
         if prev.shape != x.shape:
             raise MatteBridgeError(f"temporal smoother: frame shape {x.shape} differs from the previous {prev.shape}; reset() between shots")
-        change = np.abs(_sigmoid(x) - _sigmoid(prev)) if self.logits else np.abs(x - prev)
-        w = self.blend * np.square(np.clip(1.0 - change / self.threshold, 0.0, 1.0))
+        change = _sigmoid(x) - _sigmoid(prev) if self.logits else x - prev
+        if self.radius:
+            change = box_mean(change, self.radius)
+        w = self.blend * np.square(np.clip(1.0 - np.abs(change) / self.threshold, 0.0, 1.0))
         out = (w * prev + (1.0 - w) * x).astype(np.float32)
         self._prev = out
         return out
