@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .boxfilter import box_sum, dilate
+from .boxfilter import box_mean, box_sum, dilate
 from .errors import MatteBridgeError
 
 
@@ -75,19 +75,23 @@ def refine_alpha(alpha: np.ndarray, guide: np.ndarray, radius: int = 8, eps: flo
                  device=None) -> np.ndarray:
     """Alpha (H, W) float32 0..1 with its edges fitted to `guide`, the plate's RGB over the same window.
 
-    radius: the filter's window half-size in pixels (about half the model's cell, ~4 at 2K);
+    radius: the filter's window half-size in pixels. About one model cell (plate width / logit grid
+    width, 8 at 2K), the distance by which the model's edge may be off, so each window spans it;
     eps: how strongly flat plate areas flatten alpha (in squared compressed-guide units);
-    band: half-width in pixels of the strip around the 0.5 contour that is filtered.
+    band: half-width in pixels of the strip around the 0.5 contour that is filtered (its outer half
+    fades back to the solid matte).
     device: a torch device (e.g. "cuda") to filter there instead of with numpy.
     """
     alpha = np.asarray(alpha, np.float32)
     if alpha.ndim != 2 or np.shape(guide) != alpha.shape + (3,):
         raise MatteBridgeError(f"refine: alpha {alpha.shape} and guide {np.shape(guide)} must be (H, W) and (H, W, 3)")
-    out = (alpha > 0.5).astype(np.float32)
-    strip = edge_band(alpha, band)
-    box = _crop(strip, radius)
+    hard = (alpha > 0.5).astype(np.float32)
+    # weight of the filtered alpha: 1 near the contour, fading to 0 over the band's outer half, so
+    # there is no seam where refinement stops
+    weight = box_mean(edge_band(alpha, band - band // 2).astype(np.float32), band // 2)
+    box = _crop(weight > 0, radius)
     if box is None:
-        return out
+        return hard
     p, g = alpha[box], compress_guide(np.asarray(guide[box], np.float32))
     if device is None:  # float64: the variances are small differences of large running sums
         q = guided_filter(p.astype(np.float64), g.astype(np.float64), radius, eps)
@@ -97,5 +101,7 @@ def refine_alpha(alpha: np.ndarray, guide: np.ndarray, radius: int = 8, eps: flo
         t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
         mp, mg = float(p.mean()), g.reshape(-1, 3).mean(0)  # centred, for float32's sake
         q = guided_filter(t(p - mp), t(g - mg), radius, eps, torch).cpu().numpy() + mp
-    out[box] = np.where(strip[box], np.clip(q, 0.0, 1.0), out[box])
+    w = weight[box]
+    out = hard
+    out[box] = (w * np.clip(q, 0.0, 1.0) + (1 - w) * hard[box]).astype(np.float32)
     return out
