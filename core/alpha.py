@@ -6,7 +6,7 @@ import numpy as np
 from .plate import Geometry
 from .resample import upsample_to_window
 
-EDGE_MODES = ("raw", "hard")
+EDGE_MODES = ("soft", "raw", "hard")
 
 
 def logits_over_data_window(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
@@ -16,9 +16,19 @@ def logits_over_data_window(logits: np.ndarray, geometry: Geometry) -> np.ndarra
     return upsample_to_window(logits, (dw, dh), (x - dx, y - dy, w, h))
 
 
-def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw") -> np.ndarray:
-    """Alpha (data height, data width) float32 in 0..1. `raw`: sigmoid; `hard`: logits > 0."""
+def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw", guide=None) -> np.ndarray:
+    """Alpha (data height, data width) float32 in 0..1.
+
+    `raw`: sigmoid of the logits; `hard`: logits > 0; `soft`: raw refined against `guide`, the plate's
+    RGB over the data window, by a guided filter whose reach is one model-output cell.
+    """
     up = logits_over_data_window(logits, geometry)
     if edge == "hard":
         return (up > 0).astype(np.float32)
-    return (1.0 / (1.0 + np.exp(-np.clip(up, -60, 60)))).astype(np.float32)
+    alpha = (1.0 / (1.0 + np.exp(-np.clip(up, -60, 60)))).astype(np.float32)
+    if edge == "soft":
+        from .refine import refine_alpha
+
+        cell = max(1, round(max(geometry.display[2], geometry.display[3]) / logits.shape[0]))
+        alpha = refine_alpha(alpha, guide, radius=cell, band=cell)
+    return alpha

@@ -42,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ocio", help="OCIO config path or ocio:// URI (default: $OCIO, else ocio://studio-config-latest)")
     t.add_argument("--view", help='display/view the model sees the plate through, "DISPLAY/VIEW"')
     t.add_argument("--direction", default="both", choices=["forward", "backward", "both"])
-    t.add_argument("--edge", default="raw", choices=["raw", "hard"], help="raw: sigmoid of the model's logits; hard: logits > 0")
+    t.add_argument("--edge", default="soft", choices=["soft", "raw", "hard"],
+                   help="soft: refined against the plate; raw: sigmoid of the model's logits; hard: logits > 0")
+    t.add_argument("--fill-holes", type=int, default=0, metavar="PIXELS",
+                   help="remove holes and islands up to this area in plate pixels (default 0: off)")
+    t.add_argument("--no-stabilize", dest="stabilize", action="store_false", help="no temporal smoothing of still regions")
+    t.add_argument("--layout", default="files", choices=["files", "layers", "cryptomatte"],
+                   help="files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: layers + Cryptomatte")
+    t.add_argument("--report", metavar="FILE", help="QC table of frames to check first: FILE.json and FILE.csv")
+    t.add_argument("--cutout", metavar="PATTERN", help="also write the plate premultiplied by the matte")
     _add_model_args(t)
 
     m = sub.add_parser("models", help="list, download or locate published SAM 2.1 checkpoints")
@@ -84,7 +92,8 @@ def cmd_track(args) -> int:
     job = TrackJob(
         plate=args.plate, frames=frames, prompts=prompts_from_args(args, frames.first), out=args.out,
         layer=args.layer, colorspace=args.colorspace, ocio=args.ocio, view=args.view, direction=args.direction,
-        edge=args.edge, model=args.model, checkpoint=args.checkpoint, model_config=args.model_config,
+        edge=args.edge, fill_holes=args.fill_holes, stabilize=args.stabilize, layout=args.layout,
+        report=args.report, cutout=args.cutout, model=args.model, checkpoint=args.checkpoint, model_config=args.model_config,
         image_size=args.image_size, device=args.device,
     )
     start = time.monotonic()

@@ -15,7 +15,7 @@ METADATA_PREFIX = "mattebridge/"
 
 
 def write_matte(path: str, channels: Dict[str, np.ndarray], geometry: Geometry, metadata: Dict[str, object],
-                pixel_type: str = "half") -> None:
+                pixel_type: str = "half", standard_metadata: Dict[str, str] = None) -> None:
     """One EXR: `channels` (name -> (data h, data w) array) over the data window, ZIP, lossless.
 
     Written to a temporary name in the same folder and renamed, so readers never see a partial file.
@@ -32,6 +32,8 @@ def write_matte(path: str, channels: Dict[str, np.ndarray], geometry: Geometry, 
     spec.attribute("PixelAspectRatio", float(geometry.pixel_aspect))
     for key, value in metadata.items():
         spec.attribute(METADATA_PREFIX + key, value if isinstance(value, str) else json.dumps(value))
+    for key, value in (standard_metadata or {}).items():
+        spec.attribute(key, value)
     pixels = np.ascontiguousarray(np.stack([channels[n] for n in names], axis=-1), dtype=np.float32)
 
     folder = os.path.dirname(os.path.abspath(path))

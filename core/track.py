@@ -18,6 +18,7 @@ from .prompts import Prompts
 from .sequence import FrameRange, frame_path, has_frame_token
 
 DIRECTIONS = ("forward", "backward", "both")
+LAYOUTS = ("files", "layers", "cryptomatte")
 
 
 @dataclass
@@ -31,7 +32,12 @@ class TrackJob:
     ocio: Optional[str] = None
     view: Optional[str] = None
     direction: str = "both"
-    edge: str = "raw"
+    edge: str = "soft"
+    fill_holes: int = 0  # holes and islands up to this many plate pixels are removed (0: off)
+    stabilize: bool = True  # temporal smoothing of still regions
+    layout: str = "files"  # files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: + Cryptomatte
+    report: Optional[str] = None  # QC table: <report>.json and <report>.csv
+    cutout: Optional[str] = None  # premultiplied plate RGB x alpha pattern
     model: str = "sam2.1_hiera_small"
     checkpoint: Optional[str] = None
     model_config: Optional[str] = None
@@ -133,7 +139,11 @@ def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]]
         raise MatteBridgeError(f"--edge {job.edge!r}: expected one of {', '.join(EDGE_MODES)}")
     if not has_frame_token(job.out) and len(job.frames) > 1:
         raise MatteBridgeError(f"--out {job.out}: needs a frame token (####, %04d or @) for a range of frames")
-    if len(job.prompts.objects) > 1 and "{object}" not in job.out:
+    if job.layout not in LAYOUTS:
+        raise MatteBridgeError(f"--layout {job.layout!r}: expected one of {', '.join(LAYOUTS)}")
+    if job.cutout and not has_frame_token(job.cutout) and len(job.frames) > 1:
+        raise MatteBridgeError(f"--cutout {job.cutout}: needs a frame token (####, %04d or @) for a range of frames")
+    if job.layout == "files" and len(job.prompts.objects) > 1 and "{object}" not in job.out:
         raise MatteBridgeError(f"--out {job.out}: several objects ({', '.join(job.prompts.objects)}) need {{object}} in the pattern")
 
     clip = prepare_clip(job.plate, job.frames, job.layer, job.colorspace, job.ocio, job.view)
@@ -153,16 +163,12 @@ def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]]
         "layer": job.layer or "", **{k: v for k, v in clip.transform.describe().items()},
     }
     written = set()
+    post = MattePost(job, model.predictor.image_size // 4, clip.geometry, metadata)
 
-    def emit(index, logits):
+    def emit(index, result):
         frame = job.frames.first + index
-        geometry = clip.geometry[frame]
         t0 = time.perf_counter()
-        for obj in job.prompts.objects:
-            alpha = (alpha_from_logits(logits[obj], geometry, job.edge) if obj in logits
-                     else np.zeros(geometry.data[3:1:-1], np.float32))
-            write_matte(out_path(job.out, frame, obj), {"A": alpha}, geometry,
-                        dict(metadata, object=obj, frame=str(frame)))
+        post.write(frame, result)
         stats.seconds["write"] += time.perf_counter() - t0
         written.add(index)
         stats.frames_written += 1
@@ -177,19 +183,93 @@ def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]]
                     tracker.add_prompt(frame - job.frames.first, obj, prompt)
         corrections = {i: [(o, p) for o, p in per_frame[i + job.frames.first] if o in objs] for i, objs in later.items()}
         for start, stop, reverse in passes:
+            post.new_pass()
             for result in tracker.propagate(start, stop, reverse, corrections):
                 stats.seconds["engine"] += time.perf_counter() - t0
                 if result.index not in written:
-                    emit(result.index, result.logits)
+                    emit(result.index, result)
                 t0 = time.perf_counter()
         for index in range(len(job.frames)):  # frames no pass reached (before a forward start, ...)
             if index not in written:
-                emit(index, {})
+                emit(index, None)
+        post.finish()
     finally:
         feed.close()
     stats.seconds["read"] = feed.seconds["read"]
     stats.seconds["colour"] = feed.seconds["colour"]
     return stats
+
+
+class MattePost:
+    """Logits -> mattes on disk: stabilise, fill holes, edge mode, layout, QC and cut-outs."""
+
+    def __init__(self, job: TrackJob, grid: int, geometry: Dict[int, Geometry], metadata: Dict[str, object]):
+        from .confidence import QCReport
+        from .temporal import TemporalSmoother
+
+        self.job, self.grid, self.geometry, self.metadata = job, grid, geometry, metadata
+        self.smoothers = {o: TemporalSmoother(logits=True, radius=1) for o in job.prompts.objects}
+        self.report = QCReport() if job.report else None
+
+    def new_pass(self) -> None:
+        for smoother in self.smoothers.values():
+            smoother.reset()
+
+    def _logits(self, obj: str, result, geometry: Geometry) -> Optional[np.ndarray]:
+        from .holes import fill_holes_logits
+
+        if result is None or obj not in result.logits:
+            return None
+        logits = result.logits[obj]
+        if self.job.stabilize:
+            logits = self.smoothers[obj](logits)
+        if self.job.fill_holes:
+            w, h = geometry.display_size
+            cells = int(self.job.fill_holes * self.grid * self.grid / (w * h))
+            if cells > 0:
+                logits = fill_holes_logits(logits, cells)
+        return logits
+
+    def write(self, frame: int, result) -> None:
+        from .cryptomatte import cryptomatte_channels, cryptomatte_metadata
+
+        job, geometry = self.job, self.geometry[frame]
+        path = frame_path(job.plate, frame)
+        plate = read_plate(path, job.layer) if job.edge == "soft" or job.cutout else None
+        mattes, scores = {}, {}
+        for obj in job.prompts.objects:
+            logits = self._logits(obj, result, geometry)
+            if logits is None:
+                mattes[obj] = np.zeros((geometry.data[3], geometry.data[2]), np.float32)
+            else:
+                mattes[obj] = alpha_from_logits(logits, geometry, job.edge, plate.pixels if plate else None)
+                scores[obj] = result.scores[obj]
+            if self.report is not None:
+                self.report.add(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2])
+        meta = dict(self.metadata, frame=str(frame), tracked=str(result is not None).lower())
+        if job.layout == "files":
+            for obj, alpha in mattes.items():
+                extra = {"object": obj, "objectScore": f"{scores[obj]:.4f}"} if obj in scores else {"object": obj}
+                write_matte(out_path(job.out, frame, obj), {"A": alpha}, geometry, dict(meta, **extra))
+        else:
+            channels = {f"{obj}.A": alpha for obj, alpha in mattes.items()}
+            standard, pixel_type = {}, "half"
+            if job.layout == "cryptomatte":  # ids must be float32 and lossless
+                channels.update(cryptomatte_channels("CryptoObject", mattes))
+                standard, pixel_type = cryptomatte_metadata("CryptoObject", list(mattes)), "float"
+            meta["objectScores"] = {o: round(s, 4) for o, s in scores.items()}
+            write_matte(frame_path(job.out, frame), channels, geometry, meta, pixel_type, standard)
+        if job.cutout:
+            coverage = np.clip(sum(mattes.values()), 0, 1)
+            rgb = plate.pixels * coverage[..., None]  # the plate's own colour space, untouched otherwise
+            write_matte(frame_path(job.cutout, frame), {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2],
+                                                         "A": coverage}, geometry, meta)
+
+    def finish(self) -> None:
+        if self.report is not None:
+            stem = os.path.splitext(self.job.report)[0]
+            self.report.write_json(stem + ".json")
+            self.report.write_csv(stem + ".csv")
 
 
 def _check_prompts(prompts: Prompts, frames: FrameRange, geometry: Dict[int, Geometry]) -> None:

@@ -164,15 +164,13 @@ def test_exr_round_trip(tmp_path):
         assert np.allclose(_decode(back, "CryptoObject", man, name), alpha), name
 
 
-@pytest.mark.xfail(strict=True, reason="write_matte prefixes every attribute with 'mattebridge/'; Cryptomatte "
-                   "decoders need the bare 'cryptomatte/<key>/...' names (matte_io needs an unprefixed option)")
 def test_exr_header_is_what_decoders_look_for(tmp_path):
     import OpenImageIO as oiio
 
     mattes = _mattes()
     path = str(tmp_path / "crypto.exr")
-    write_matte(path, cryptomatte_channels("CryptoObject", mattes), Geometry((0, 0, 8, 6), (0, 0, 8, 6)),
-                cryptomatte_metadata("CryptoObject", mattes), pixel_type="float")
+    write_matte(path, cryptomatte_channels("CryptoObject", mattes), Geometry((0, 0, 8, 6), (0, 0, 8, 6)), {},
+                pixel_type="float", standard_metadata=cryptomatte_metadata("CryptoObject", mattes))
     inp = oiio.ImageInput.open(path)
     names = {a.name for a in inp.spec().extra_attribs}
     inp.close()

@@ -141,3 +141,47 @@ def test_truncated_frame_mid_shot_leaves_only_complete_mattes(checkpoint, bedroo
         assert not name.startswith("."), name  # no temporary file left
         pixels, spec = read_exr(tmp_path / "out" / name)  # every file there is a complete EXR
         assert pixels.shape == (540, 960, 1)
+
+
+def test_production_outputs_layers_cryptomatte_report_cutout(checkpoint, bedroom_plate, tmp_path):
+    from mattebridge.core.cryptomatte import layer_key, name_to_float
+
+    prompts = Prompts()
+    prompts.add_point("hero", 1001, 300, 300)
+    prompts.set_box("prop", 1001, (550, 120, 800, 540))
+    (tmp_path / "p.json").write_text(prompts.dumps())
+    common = ["--frames", "1001-1004", "--prompts", tmp_path / "p.json", "--colorspace", "ACEScg", *model_args(checkpoint)]
+    code, _, err = run_cli("track", bedroom_plate, *common, "--layout", "cryptomatte", "--fill-holes", "400",
+                           "--out", tmp_path / "crypto" / "shot.####.exr", "--report", tmp_path / "qc.json",
+                           "--cutout", tmp_path / "cut" / "cut.####.exr")
+    assert code == 0, err
+    pixels, spec = read_exr(tmp_path / "crypto" / "shot.1002.exr")
+    names = list(spec.channelnames)
+    assert {"hero.A", "prop.A", "CryptoObject00.R", "CryptoObject00.G", "CryptoObject00.B", "CryptoObject00.A"} <= set(names)
+    assert str(spec.format) == "float"
+    key = layer_key("CryptoObject")
+    assert spec.get_string_attribute(f"cryptomatte/{key}/name") == "CryptoObject"
+    assert set(json.loads(spec.get_string_attribute(f"cryptomatte/{key}/manifest"))) == {"hero", "prop"}
+    ids = pixels[..., names.index("CryptoObject00.R")]
+    assert set(np.unique(ids)) <= {0.0, float(name_to_float("hero")), float(name_to_float("prop"))}
+    scores = json.loads(spec.get_string_attribute("mattebridge/objectScores"))
+    assert set(scores) == {"hero", "prop"}
+
+    qc = json.loads((tmp_path / "qc.json").read_text())
+    rows = (tmp_path / "qc.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4 * 2 and "frame" in rows[0]
+    assert qc and "hero" in json.dumps(qc)
+
+    cut, cut_spec = read_exr(tmp_path / "cut" / "cut.1003.exr")
+    plate, _ = read_exr(bedroom_plate.replace("####", "1003"))
+    coverage = cut[..., 3]
+    np.testing.assert_allclose(cut[..., :3], plate * coverage[..., None], atol=2e-2)
+
+    # soft edges differ from the raw sigmoid, and only near edges
+    code, _, err = run_cli("track", bedroom_plate, *common, "--edge", "raw", "--out", tmp_path / "raw" / "{object}.####.exr")
+    assert code == 0, err
+    code, _, err = run_cli("track", bedroom_plate, *common, "--out", tmp_path / "soft" / "{object}.####.exr")
+    assert code == 0, err
+    raw, _ = read_exr(tmp_path / "raw" / "hero.1002.exr")
+    soft, _ = read_exr(tmp_path / "soft" / "hero.1002.exr")
+    assert np.abs(raw - soft).max() > 0.05
