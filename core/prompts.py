@@ -75,8 +75,8 @@ class Prompts:
     def is_empty(self) -> bool:
         return not any(self.objects.values())
 
-    def check(self, frames, width: float, height: float) -> None:
-        """Every prompt on a frame in `frames`, inside a `width` x `height` display window."""
+    def check(self, frames, display_size) -> None:
+        """Every prompt on a frame in `frames`, inside its display window (`display_size(frame)` -> w, h)."""
         if self.is_empty():
             raise MatteBridgeError("no prompts: give --point, --box, --mask or --prompts")
         for obj, per in self.objects.items():
@@ -86,6 +86,7 @@ class Prompts:
                     raise MatteBridgeError(f"{where}: frame is outside the range {frames}")
                 if fp.mask is not None and (fp.points or fp.box is not None):
                     raise MatteBridgeError(f"{where}: a mask cannot be combined with points or a box on one frame")
+                width, height = display_size(frame)
                 for p in fp.points:
                     if not (0 <= p.x <= width and 0 <= p.y <= height):
                         raise MatteBridgeError(

@@ -147,7 +147,7 @@ def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]]
         raise MatteBridgeError(f"--out {job.out}: several objects ({', '.join(job.prompts.objects)}) need {{object}} in the pattern")
 
     clip = prepare_clip(job.plate, job.frames, job.layer, job.colorspace, job.ocio, job.view)
-    _check_prompts(job.prompts, job.frames, clip.geometry)
+    job.prompts.check(job.frames, lambda frame: clip.geometry[frame].display_size)
     per_frame = _engine_prompts(job.prompts, clip.geometry)
     model = load_model(job.model, job.checkpoint, job.model_config, job.image_size, job.device)
     log(f"model {model.name} on {model.device}, input {model.predictor.image_size}px; "
@@ -270,15 +270,3 @@ class MattePost:
             stem = os.path.splitext(self.job.report)[0]
             self.report.write_json(stem + ".json")
             self.report.write_csv(stem + ".csv")
-
-
-def _check_prompts(prompts: Prompts, frames: FrameRange, geometry: Dict[int, Geometry]) -> None:
-    for frame in prompts.frames():
-        if frame not in frames:
-            prompts.check(frames, 0, 0)  # raises, naming the object and frame
-    for frame in prompts.frames():
-        sub = Prompts({o: {frame: per[frame]} for o, per in prompts.objects.items() if frame in per})
-        w, h = geometry[frame].display_size
-        sub.check(frames, w, h)
-    if prompts.is_empty():
-        prompts.check(frames, 0, 0)

@@ -101,7 +101,7 @@ def test_error_cases_are_one_line_and_leave_nothing(checkpoint, bedroom_plate, t
         (["--frames", "1001-1003", "--point", "10,10", "--colorspace", "ACEScgx"], "'ACEScgx' is not in"),
         (["--frames", "1001-1003", "--point", "10,10", "--view", "sRGB - Display/Nope"], "view 'Nope'"),
         (["--frames", "1001-1003", "--point", "2000,10"], "point 2000,10 is outside the image"),
-        (["--frames", "1001-1003", "--point", "10,10@1200"], "frame 1200: frame is outside the range 1001-1003"),
+        (["--frames", "1001-1003", "--point", "10,10", "--point", "10,10@1200"], "frame 1200: frame is outside the range 1001-1003"),
         (["--frames", "1003-1001", "--point", "10,10"], "range '1003-1001' is reversed"),
         (["--frames", "", "--point", "10,10"], "--frames: cannot read ''"),
         (["--frames", "1001-1003"], "no prompts"),
