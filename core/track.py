@@ -62,7 +62,6 @@ class PreparedClip:
     paths: List[str]
     geometry: Dict[int, Geometry]
     transform: DisplayTransform
-    first_plate_is_float: bool
 
 
 def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, ocio=None, view=None) -> PreparedClip:
@@ -77,7 +76,7 @@ def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, oc
     first = read_plate(paths[0], layer)  # metadata and bit depth of the sequence
     cs = resolve_colorspace(config, colorspace, first.colorspace, first.is_float, source)
     display, view_name = resolve_view(config, view, source)
-    return PreparedClip(paths, geometry, DisplayTransform(source, cs, display, view_name), first.is_float)
+    return PreparedClip(paths, geometry, DisplayTransform(source, cs, display, view_name))
 
 
 def _engine_prompts(prompts: Prompts, geometry: Dict[int, Geometry]):
@@ -160,7 +159,7 @@ def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]]
     metadata = {
         "version": __version__, "model": model.name, "checkpointSHA256": model.sha256,
         "prompts": job.prompts.to_json(), "edge": job.edge, "plate": os.path.abspath(job.plate),
-        "layer": job.layer or "", **{k: v for k, v in clip.transform.describe().items()},
+        "layer": job.layer or "", **clip.transform.describe(),
     }
     written = set()
     post = MattePost(job, model.predictor.image_size // 4, clip.geometry, metadata)
