@@ -33,6 +33,7 @@ class FrameQC:
     score: float
     area: float  # fraction of the matte's pixels with alpha > 0.5
     centroid: Optional[Tuple[float, float]]  # display-window pixels (x, y); None when empty
+    iou: Optional[float] = None  # the model's predicted IoU of the mask (None for mask prompts / untracked)
     present: bool = False
     flags: List[str] = field(default_factory=list)
 
@@ -55,12 +56,14 @@ class QCReport:
         self.diagonal = 0.0
         self._records: Dict[Tuple[str, int], FrameQC] = {}
 
-    def add(self, frame: int, obj: str, score: float, alpha: np.ndarray, origin: Tuple[int, int] = (0, 0)) -> None:
+    def add(self, frame: int, obj: str, score: float, alpha: np.ndarray, origin: Tuple[int, int] = (0, 0),
+            iou: Optional[float] = None) -> None:
         """One object's matte on one frame. A frame recorded twice keeps the later record."""
         area, centroid = matte_stats(alpha, origin)
         h, w = np.shape(alpha)
         self.diagonal = max(self.diagonal, float(np.hypot(w, h)))
-        self._records[obj, frame] = FrameQC(int(frame), str(obj), float(score), area, centroid)
+        self._records[obj, frame] = FrameQC(int(frame), str(obj), float(score), area, centroid,
+                                              None if iou is None else float(iou))
 
     def records(self) -> List[FrameQC]:
         """Every record, by object then frame, with `present` and `flags` filled in by the rules."""
@@ -101,10 +104,10 @@ class QCReport:
     def write_csv(self, path: str) -> None:
         buf = io.StringIO()
         out = csv.writer(buf, lineterminator="\n")
-        out.writerow(["frame", "object", "score", "area", "centroid_x", "centroid_y", "present", "flags"])
+        out.writerow(["frame", "object", "score", "iou", "area", "centroid_x", "centroid_y", "present", "flags"])
         for r in self.records():
             cx, cy = r.centroid if r.centroid else ("", "")
-            out.writerow([r.frame, r.object, f"{r.score:.4f}", f"{r.area:.6f}", cx if cx == "" else f"{cx:.2f}",
+            out.writerow([r.frame, r.object, f"{r.score:.4f}", "" if r.iou is None else f"{r.iou:.4f}", f"{r.area:.6f}", cx if cx == "" else f"{cx:.2f}",
                           cy if cy == "" else f"{cy:.2f}", int(r.present), ";".join(r.flags)])
         _write_atomic(path, buf.getvalue())
 

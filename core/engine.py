@@ -9,6 +9,7 @@ sam2's, so results are those of `propagate_in_video` on the same call sequence.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence
@@ -16,9 +17,35 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 from sam2 import sam2_video_predictor
+from sam2.modeling.sam2_base import SAM2Base
 
 # sam2 draws a tqdm bar per propagation; our callers report progress themselves.
 sam2_video_predictor.tqdm = lambda iterable, **kwargs: iterable
+
+# sam2 computes each mask's predicted IoU and drops it; keep it with the frame's output ("iou") so the
+# QC table and the EXR header can carry it. Two thin wrappers: the inner one sees the SAM heads' outputs,
+# the outer one owns the per-frame output dict the predictor stores.
+_ious = threading.local()
+_track_step = SAM2Base._track_step
+_run_single_frame = sam2_video_predictor.SAM2VideoPredictor._run_single_frame_inference
+
+
+def _track_step_keeping_iou(self, *args, **kwargs):
+    out = _track_step(self, *args, **kwargs)
+    _ious.value = out[1][2]  # sam_outputs: (..., ious, ...); (B, M) with M = 1 or 3 candidate masks
+    return out
+
+
+def _run_single_frame_keeping_iou(self, *args, **kwargs):
+    _ious.value = None
+    compact, masks = _run_single_frame(self, *args, **kwargs)
+    ious = _ious.value
+    compact["iou"] = None if ious is None else float(ious.float().max())  # the chosen mask is the best
+    return compact, masks
+
+
+SAM2Base._track_step = _track_step_keeping_iou
+sam2_video_predictor.SAM2VideoPredictor._run_single_frame_inference = _run_single_frame_keeping_iou
 
 
 @dataclass
@@ -36,6 +63,7 @@ class FrameResult:
     index: int  # frame index within the clip (0-based)
     logits: Dict[str, np.ndarray]  # object -> (L, L) mask logits over the display window
     scores: Dict[str, float]  # object -> object-presence logit
+    ious: Dict[str, float] = None  # object -> the model's predicted IoU of its mask (absent for mask prompts)
 
 
 class StreamingTracker:
@@ -95,7 +123,7 @@ class StreamingTracker:
 
     def result(self, index: int) -> FrameResult:
         """The latest output of every object on a frame (temporary prompt outputs first)."""
-        logits, scores = {}, {}
+        logits, scores, ious = {}, {}, {}
         for obj, idx in self.state["obj_id_to_idx"].items():
             out = None
             for store in (self.state["temp_output_dict_per_obj"][idx], self.state["output_dict_per_obj"][idx]):
@@ -103,7 +131,9 @@ class StreamingTracker:
             if out is not None:
                 logits[obj] = out["pred_masks"][0, 0].float().cpu().numpy()
                 scores[obj] = float(out["object_score_logits"].float().flatten()[0])
-        return FrameResult(index, logits, scores)
+                if out.get("iou") is not None:
+                    ious[obj] = out["iou"]
+        return FrameResult(index, logits, scores, ious)
 
     # --- propagation --------------------------------------------------------------------------
     def propagate(self, start: int, stop: int, reverse: bool = False,

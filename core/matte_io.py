@@ -69,3 +69,23 @@ def read_metadata(path: str) -> Dict[str, str]:
                 if a.name.startswith(METADATA_PREFIX)}
     finally:
         inp.close()
+
+
+def read_channels(path: str, names: Sequence[str]) -> np.ndarray:
+    """(data h, data w, len(names)) float32 of the named channels of a matte."""
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise MatteBridgeError(f"{path}: cannot read ({oiio.geterror().strip() or 'open failed'})")
+    try:
+        spec = inp.spec()
+        missing = [n for n in names if n not in spec.channelnames]
+        if missing:
+            raise MatteBridgeError(f"{path}: no channel {', '.join(missing)} (has {', '.join(spec.channelnames)})")
+        pixels = inp.read_image(0, 0, 0, spec.nchannels, "float")
+        if pixels is None:
+            raise MatteBridgeError(f"{path}: cannot read pixels ({inp.geterror().strip()})")
+        return np.ascontiguousarray(pixels.reshape(spec.height, spec.width, -1)[..., [spec.channelnames.index(n) for n in names]])
+    finally:
+        inp.close()

@@ -1,6 +1,8 @@
 """The track job: plate sequence + prompts -> one alpha EXR per frame (and object)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,12 +15,13 @@ from .alpha import EDGE_MODES, alpha_from_logits
 from .colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
 from .errors import MatteBridgeError
 from .matte_io import write_matte
-from .plate import Geometry, read_header, read_mask, read_plate, to_display
+from .plate import Geometry, Plate, read_header, read_mask, read_plate, to_display
 from .prompts import Prompts
 from .sequence import FrameRange, frame_path, has_frame_token
 
 DIRECTIONS = ("forward", "backward", "both")
 LAYOUTS = ("files", "layers", "cryptomatte")
+CHANNELS = ("A", "RGBA")  # RGBA: the matte in R, G, B and A (Blender's Mask modifier reads min(R, G, B))
 
 
 @dataclass
@@ -26,7 +29,7 @@ class TrackJob:
     plate: str
     frames: FrameRange
     prompts: Prompts
-    out: str
+    out: Optional[str]  # matte file pattern; None: mattes only come back in memory (server buffers)
     layer: Optional[str] = None
     colorspace: Optional[str] = None
     ocio: Optional[str] = None
@@ -38,6 +41,8 @@ class TrackJob:
     layout: str = "files"  # files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: + Cryptomatte
     report: Optional[str] = None  # QC table: <report>.json and <report>.csv
     cutout: Optional[str] = None  # premultiplied plate RGB x alpha pattern
+    channels: str = "A"  # A, or RGBA (layout files only)
+    force: bool = False  # recompute frames already written by the same job
     model: str = "sam2.1_hiera_small"
     checkpoint: Optional[str] = None
     model_config: Optional[str] = None
@@ -48,6 +53,7 @@ class TrackJob:
 @dataclass
 class TrackStats:
     frames_written: int = 0
+    frames_skipped: int = 0  # already on disk from the same job
     seconds: Dict[str, float] = field(default_factory=lambda: {"read": 0.0, "colour": 0.0, "engine": 0.0, "write": 0.0})
 
 
@@ -57,53 +63,69 @@ def out_path(pattern: str, frame: int, obj: str) -> str:
 
 @dataclass
 class PreparedClip:
-    """Everything about the plate checked before any model work: paths, geometry, colour."""
+    """Everything about the plate checked before any model work: frames, geometry, colour, pixels."""
 
-    paths: List[str]
+    frames: FrameRange
     geometry: Dict[int, Geometry]
     transform: DisplayTransform
+    read: Callable[[int], Plate]  # frame number -> plate
+    stamp: Callable[[int], str]  # frame number -> identity of that frame's pixels (for resuming)
+    source: str  # what the matte header records as the plate
+
+
+def file_stamp(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, ocio=None, view=None) -> PreparedClip:
     if not has_frame_token(plate) and len(frames) > 1:
         raise MatteBridgeError(f"{plate}: a range of frames needs a frame token in the path (####, %04d or @)")
-    paths = [frame_path(plate, f) for f in frames]
-    for f, p in zip(frames, paths):
+    paths = {f: frame_path(plate, f) for f in frames}
+    for f, p in paths.items():
         if not os.path.exists(p):
             raise MatteBridgeError(f"{p}: frame {f} is missing")
-    geometry = {f: read_header(p, layer) for f, p in zip(frames, paths)}
+    geometry = {f: read_header(p, layer) for f, p in paths.items()}
+    first = read_plate(paths[frames.first], layer)  # metadata and bit depth of the sequence
+    transform = resolve_transform(first, colorspace, ocio, view)
+    return PreparedClip(frames, geometry, transform, lambda f: read_plate(paths[f], layer),
+                        lambda f: file_stamp(paths[f]), os.path.abspath(plate))
+
+
+def resolve_transform(first: Plate, colorspace=None, ocio=None, view=None) -> DisplayTransform:
     config, source = load_config(ocio)
-    first = read_plate(paths[0], layer)  # metadata and bit depth of the sequence
     cs = resolve_colorspace(config, colorspace, first.colorspace, first.is_float, source)
     display, view_name = resolve_view(config, view, source)
-    return PreparedClip(paths, geometry, DisplayTransform(source, cs, display, view_name))
+    return DisplayTransform(source, cs, display, view_name)
 
 
 def _engine_prompts(prompts: Prompts, geometry: Dict[int, Geometry]):
     """frame -> [(object, ObjectPrompt)] in normalised display coordinates."""
-    from .engine import ObjectPrompt
-
     out: Dict[int, list] = {}
     for obj, per in prompts.objects.items():
         for frame, fp in sorted(per.items()):
-            w, h = geometry[frame].display_size
-            if fp.mask is not None:
-                pixels, mgeo = read_mask(fp.mask)
-                if mgeo.display_size != (w, h):
-                    raise MatteBridgeError(
-                        f"{fp.mask}: mask display window {mgeo.display_size[0]}x{mgeo.display_size[1]} "
-                        f"differs from the plate's {w}x{h} on frame {frame}")
-                prompt = ObjectPrompt(mask=to_display(pixels, mgeo) > 0.5)
-            else:
-                pts = [(p.x / w, p.y / h) for p in fp.points]
-                prompt = ObjectPrompt(
-                    points=np.array(pts, np.float32).reshape(-1, 2) if pts else None,
-                    labels=np.array([1 if p.positive else 0 for p in fp.points], np.int32) if pts else None,
-                    box=None if fp.box is None else np.array(
-                        [fp.box[0] / w, fp.box[1] / h, fp.box[2] / w, fp.box[3] / h], np.float32),
-                )
-            out.setdefault(frame, []).append((obj, prompt))
+            out.setdefault(frame, []).append((obj, engine_prompt(fp, geometry[frame], frame)))
     return out
+
+
+def engine_prompt(fp, geometry: Geometry, frame: int):
+    """One object's FramePrompt -> the engine's ObjectPrompt (normalised display coordinates)."""
+    from .engine import ObjectPrompt
+
+    w, h = geometry.display_size
+    if fp.mask is not None:
+        pixels, mgeo = read_mask(fp.mask)
+        if mgeo.display_size != (w, h):
+            raise MatteBridgeError(
+                f"{fp.mask}: mask display window {mgeo.display_size[0]}x{mgeo.display_size[1]} "
+                f"differs from the plate's {w}x{h} on frame {frame}")
+        return ObjectPrompt(mask=to_display(pixels, mgeo) > 0.5)
+    pts = [(p.x / w, p.y / h) for p in fp.points]
+    return ObjectPrompt(
+        points=np.array(pts, np.float32).reshape(-1, 2) if pts else None,
+        labels=np.array([1 if p.positive else 0 for p in fp.points], np.int32) if pts else None,
+        box=None if fp.box is None else np.array([fp.box[0] / w, fp.box[1] / h, fp.box[2] / w, fp.box[3] / h], np.float32),
+    )
 
 
 def plan_passes(prompts: Prompts, frames: FrameRange, direction: str):
@@ -126,93 +148,213 @@ def plan_passes(prompts: Prompts, frames: FrameRange, direction: str):
     return firsts, later, passes
 
 
-def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]] = None,
-              log: Callable[[str], None] = lambda s: None) -> TrackStats:
-    from .engine import StreamingTracker
-    from .feed import ModelFeed
-    from .models import load_model
-
+def check_job(job: TrackJob) -> None:
+    """The job's own fields, before anything is read."""
     if job.direction not in DIRECTIONS:
         raise MatteBridgeError(f"--direction {job.direction!r}: expected one of {', '.join(DIRECTIONS)}")
     if job.edge not in EDGE_MODES:
         raise MatteBridgeError(f"--edge {job.edge!r}: expected one of {', '.join(EDGE_MODES)}")
-    if not has_frame_token(job.out) and len(job.frames) > 1:
-        raise MatteBridgeError(f"--out {job.out}: needs a frame token (####, %04d or @) for a range of frames")
     if job.layout not in LAYOUTS:
         raise MatteBridgeError(f"--layout {job.layout!r}: expected one of {', '.join(LAYOUTS)}")
-    if job.cutout and not has_frame_token(job.cutout) and len(job.frames) > 1:
-        raise MatteBridgeError(f"--cutout {job.cutout}: needs a frame token (####, %04d or @) for a range of frames")
-    if job.layout == "files" and len(job.prompts.objects) > 1 and "{object}" not in job.out:
+    if job.channels not in CHANNELS:
+        raise MatteBridgeError(f"--matte-channels {job.channels!r}: expected one of {', '.join(CHANNELS)}")
+    if job.channels == "RGBA" and job.layout != "files":
+        raise MatteBridgeError("--matte-channels RGBA: only with --layout files")
+    for flag, pattern in (("--out", job.out), ("--cutout", job.cutout)):
+        if pattern and not has_frame_token(pattern) and len(job.frames) > 1:
+            raise MatteBridgeError(f"{flag} {pattern}: needs a frame token (####, %04d or @) for a range of frames")
+    if job.out and job.layout == "files" and len(job.prompts.objects) > 1 and "{object}" not in job.out:
         raise MatteBridgeError(f"--out {job.out}: several objects ({', '.join(job.prompts.objects)}) need {{object}} in the pattern")
 
+
+def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]] = None,
+              log: Callable[[str], None] = lambda s: None) -> TrackStats:
+    from .models import load_model
+
+    check_job(job)
     clip = prepare_clip(job.plate, job.frames, job.layer, job.colorspace, job.ocio, job.view)
     job.prompts.check(job.frames, lambda frame: clip.geometry[frame].display_size)
-    per_frame = _engine_prompts(job.prompts, clip.geometry)
     model = load_model(job.model, job.checkpoint, job.model_config, job.image_size, job.device)
     log(f"model {model.name} on {model.device}, input {model.predictor.image_size}px; "
         f"colour {clip.transform.colorspace} -> {clip.transform.display}/{clip.transform.view}")
-
-    feed = ModelFeed(clip.paths, lambda p: read_plate(p, job.layer), model.predictor.image_size, clip.transform)
-    tracker = StreamingTracker(model.predictor, feed, len(job.frames), model.device)
-    firsts, later, passes = plan_passes(job.prompts, job.frames, job.direction)
-    stats = TrackStats()
-    metadata = {
-        "version": __version__, "model": model.name, "checkpointSHA256": model.sha256,
-        "prompts": job.prompts.to_json(), "edge": job.edge, "plate": os.path.abspath(job.plate),
-        "layer": job.layer or "", **clip.transform.describe(),
-    }
-    written = set()
-    post = MattePost(job, model.predictor.image_size // 4, clip.geometry, metadata)
-
-    def emit(index, result):
-        frame = job.frames.first + index
-        t0 = time.perf_counter()
-        post.write(frame, result)
-        stats.seconds["write"] += time.perf_counter() - t0
-        written.add(index)
-        stats.frames_written += 1
+    run = TrackRun(job, clip, model)
+    for outcome in run:
         if progress:
-            progress(len(written), len(job.frames), frame)
+            progress(run.stats.frames_written + run.stats.frames_skipped, len(job.frames), outcome.frame)
+    return run.stats
 
-    try:
-        t0 = time.perf_counter()
-        for obj, frame in firsts.items():  # each object's starting prompt, before any tracking
-            for o, prompt in per_frame[frame]:
-                if o == obj:
-                    tracker.add_prompt(frame - job.frames.first, obj, prompt)
-        corrections = {i: [(o, p) for o, p in per_frame[i + job.frames.first] if o in objs] for i, objs in later.items()}
-        for start, stop, reverse in passes:
-            post.new_pass()
-            for result in tracker.propagate(start, stop, reverse, corrections):
-                stats.seconds["engine"] += time.perf_counter() - t0
-                if result.index not in written:
-                    emit(result.index, result)
+
+@dataclass
+class FrameOutcome:
+    frame: int
+    paths: Dict[str, str]  # object (or "*" for one file holding every object) -> matte file
+    mattes: Optional[Dict[str, np.ndarray]] = None  # object -> alpha over the data window, when kept
+    scores: Dict[str, float] = field(default_factory=dict)
+    ious: Dict[str, float] = field(default_factory=dict)
+    skipped: bool = False  # already on disk from the same job (resumed)
+
+
+class TrackRun:
+    """One job on a prepared clip and a loaded model, as an iterator of per-frame outcomes.
+
+    Stepping it frame by frame is what lets the server take interactive work between frames; closing
+    it early (cancel) leaves only complete files. Frames already written by the same job (same plate,
+    prompts, model and settings: the EXR header says) are not rewritten unless `job.force`; a pass
+    stops early once the rest of it is on disk and no later pass needs its memory.
+    """
+
+    def __init__(self, job: TrackJob, clip: PreparedClip, model, keep_mattes: bool = False):
+        self.job, self.clip, self.model, self.keep_mattes = job, clip, model, keep_mattes
+        self.stats = TrackStats()
+        self.key = job_key(job, clip, model)
+        self.post = MattePost(job, model.predictor.image_size // 4, clip, {
+            "version": __version__, "model": model.name, "checkpointSHA256": model.sha256,
+            "prompts": job.prompts.to_json(), "edge": job.edge, "plate": clip.source,
+            "layer": job.layer or "", "jobKey": self.key, **clip.transform.describe(),
+        })
+        self._steps = self._run()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> FrameOutcome:
+        return next(self._steps)
+
+    def close(self) -> None:
+        self._steps.close()
+
+    def outputs(self, frame: int) -> List[str]:
+        job = self.job
+        paths = list(self.post.paths(frame).values()) if job.out else []
+        return paths + ([frame_path(job.cutout, frame)] if job.cutout else [])
+
+    def _done(self, frame: int) -> bool:
+        from .matte_io import read_metadata
+
+        outputs = self.outputs(frame)
+        if self.job.force or not outputs:
+            return False
+        stamp = self.clip.stamp(frame)
+        for path in outputs:
+            meta = read_metadata(path) if os.path.exists(path) else {}
+            if meta.get("jobKey") != self.key or meta.get("plateStamp") != stamp:
+                return False
+        return True
+
+    def _run(self):
+        from .engine import StreamingTracker
+        from .feed import ModelFeed
+
+        job, frames = self.job, self.job.frames
+        for path in {p for f in frames for p in self.outputs(f)}:
+            remove_stale_temps(path)
+        done = {i for i, f in enumerate(frames) if self._done(f)}
+        firsts, later, passes = plan_passes(job.prompts, frames, job.direction)
+        handled = set()
+
+        def finish(index, result):
+            frame = frames.first + index
+            t0 = time.perf_counter()
+            if index in done:
+                self.post.observe(frame, result)  # keeps temporal smoothing exact; the file is already there
+                outcome = self.post.reuse(frame)
+                self.stats.frames_skipped += 1
+            else:
+                outcome = self.post.write(frame, result, self.keep_mattes)
+                self.stats.frames_written += 1
+            self.stats.seconds["write"] += time.perf_counter() - t0
+            handled.add(index)
+            return outcome
+
+        if len(done) == len(frames):  # everything is on disk: no model work at all
+            for index in range(len(frames)):
+                yield finish(index, None)
+            self.post.finish()
+            return
+
+        per_frame = _engine_prompts(job.prompts, self.clip.geometry)
+        feed = ModelFeed(list(frames), self.clip.read, self.model.predictor.image_size, self.clip.transform)
+        tracker = StreamingTracker(self.model.predictor, feed, len(frames), self.model.device)
+        try:
+            t0 = time.perf_counter()
+            for obj, frame in firsts.items():  # each object's starting prompt, before any tracking
+                for o, prompt in per_frame[frame]:
+                    if o == obj:
+                        tracker.add_prompt(frame - frames.first, obj, prompt)
+            corrections = {i: [(o, p) for o, p in per_frame[i + frames.first] if o in objs] for i, objs in later.items()}
+            for n, (start, stop, reverse) in enumerate(passes):
+                later_passes_done = all(done.issuperset(_span(s, e)) for s, e, _ in passes[n + 1:])
+                if later_passes_done and done.issuperset(_span(start, stop)):
+                    continue
+                self.post.new_pass()
+                for result in tracker.propagate(start, stop, reverse, corrections):
+                    self.stats.seconds["engine"] += time.perf_counter() - t0
+                    if result.index not in handled:
+                        yield finish(result.index, result)
+                    # the rest of this pass is on disk, and later passes no longer reach back here
+                    rest = _span(result.index + (-1 if reverse else 1), stop) if result.index != stop else set()
+                    if done.issuperset(rest) and (later_passes_done or abs(result.index - start) >= tracker.reach):
+                        break
+                    t0 = time.perf_counter()
                 t0 = time.perf_counter()
-        for index in range(len(job.frames)):  # frames no pass reached (before a forward start, ...)
-            if index not in written:
-                emit(index, None)
-        post.finish()
-    finally:
-        feed.close()
-    stats.seconds["read"] = feed.seconds["read"]
-    stats.seconds["colour"] = feed.seconds["colour"]
-    return stats
+            for index in range(len(frames)):  # frames no pass reached (before a forward start, ...)
+                if index not in handled:
+                    yield finish(index, None)
+            self.post.finish()
+        finally:
+            feed.close()
+            self.stats.seconds["read"] = feed.seconds["read"]
+            self.stats.seconds["colour"] = feed.seconds["colour"]
+
+
+def _span(a: int, b: int) -> set:
+    return set(range(min(a, b), max(a, b) + 1))
+
+
+def job_key(job: TrackJob, clip: PreparedClip, model) -> str:
+    """What produced a matte, hashed: a file with the same key (and plate stamp) need not be redone."""
+    doc = {
+        "version": __version__, "plate": clip.source, "frames": str(job.frames), "layer": job.layer,
+        "prompts": job.prompts.to_json(), "model": model.name, "sha256": model.sha256,
+        "imageSize": model.predictor.image_size, "direction": job.direction, "edge": job.edge,
+        "fillHoles": job.fill_holes, "stabilize": job.stabilize, "layout": job.layout, "channels": job.channels,
+        "cutout": bool(job.cutout), "colour": clip.transform.describe(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def remove_stale_temps(path: str) -> None:
+    """Temp files a killed writer left next to `path` (write_matte's naming); never a finished file."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return
+    for entry in os.listdir(folder):
+        if entry.startswith("." + name + ".") and entry.endswith(".tmp.exr"):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
 
 
 class MattePost:
     """Logits -> mattes on disk: stabilise, fill holes, edge mode, layout, QC and cut-outs."""
 
-    def __init__(self, job: TrackJob, grid: int, geometry: Dict[int, Geometry], metadata: Dict[str, object]):
+    def __init__(self, job: TrackJob, grid: int, clip: PreparedClip, metadata: Dict[str, object]):
         from .confidence import QCReport
         from .temporal import TemporalSmoother
 
-        self.job, self.grid, self.geometry, self.metadata = job, grid, geometry, metadata
+        self.job, self.grid, self.clip, self.metadata = job, grid, clip, metadata
         self.smoothers = {o: TemporalSmoother(logits=True, radius=1) for o in job.prompts.objects}
         self.report = QCReport() if job.report else None
 
     def new_pass(self) -> None:
         for smoother in self.smoothers.values():
             smoother.reset()
+
+    def paths(self, frame: int) -> Dict[str, str]:
+        if self.job.layout == "files":
+            return {obj: out_path(self.job.out, frame, obj) for obj in self.job.prompts.objects}
+        return {"*": frame_path(self.job.out, frame)}
 
     def _logits(self, obj: str, result, geometry: Geometry) -> Optional[np.ndarray]:
         from .holes import fill_holes_logits
@@ -229,40 +371,73 @@ class MattePost:
                 logits = fill_holes_logits(logits, cells)
         return logits
 
-    def write(self, frame: int, result) -> None:
+    def observe(self, frame: int, result) -> None:
+        """A frame computed but not written (resumed): only the temporal state moves on."""
+        if result is not None and self.job.stabilize:
+            for obj in self.job.prompts.objects:
+                if obj in result.logits:
+                    self.smoothers[obj](result.logits[obj])
+
+    def reuse(self, frame: int) -> "FrameOutcome":
+        """A frame already on disk: its outcome (and QC record) from the files."""
+        from .matte_io import read_channels, read_metadata
+
+        paths = self.paths(frame)
+        first = read_metadata(next(iter(paths.values())))
+        scores = {o: float(v) for o, v in json.loads(first.get("objectScores", "{}")).items()}
+        ious = {o: float(v) for o, v in json.loads(first.get("objectIoUs", "{}")).items()}
+        if self.report is not None:
+            geometry = self.clip.geometry[frame]
+            for obj in self.job.prompts.objects:
+                path = paths.get(obj) or paths["*"]
+                alpha = read_channels(path, ["A" if obj in paths else f"{obj}.A"])[..., 0]
+                self.report.add(frame, obj, scores.get(obj, float("-inf")), alpha, geometry.data[:2], ious.get(obj))
+        return FrameOutcome(frame, paths, None, scores, ious, skipped=True)
+
+    def write(self, frame: int, result, keep_mattes: bool = False) -> "FrameOutcome":
         from .cryptomatte import cryptomatte_channels, cryptomatte_metadata
 
-        job, geometry = self.job, self.geometry[frame]
-        path = frame_path(job.plate, frame)
-        plate = read_plate(path, job.layer) if job.edge == "soft" or job.cutout else None
-        mattes, scores = {}, {}
+        job, geometry = self.job, self.clip.geometry[frame]
+        plate = self.clip.read(frame) if job.edge == "soft" or job.cutout else None
+        mattes, scores, ious = {}, {}, {}
         for obj in job.prompts.objects:
             logits = self._logits(obj, result, geometry)
             if logits is None:
                 mattes[obj] = np.zeros((geometry.data[3], geometry.data[2]), np.float32)
             else:
                 mattes[obj] = alpha_from_logits(logits, geometry, job.edge, plate.pixels if plate else None)
-                scores[obj] = result.scores[obj]
+                if job.layout != "cryptomatte":  # stored as half: QC and buffers see exactly what the file holds
+                    mattes[obj] = mattes[obj].astype(np.float16).astype(np.float32)
+                scores[obj] = round(result.scores[obj], 4)
+                if result.ious and obj in result.ious:
+                    ious[obj] = round(result.ious[obj], 4)
             if self.report is not None:
-                self.report.add(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2])
-        meta = dict(self.metadata, frame=str(frame), tracked=str(result is not None).lower())
-        if job.layout == "files":
+                self.report.add(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2], ious.get(obj))
+        meta = dict(self.metadata, frame=str(frame), tracked=str(result is not None).lower(),
+                    plateStamp=self.clip.stamp(frame), objectScores=scores, objectIoUs=ious)
+        paths = self.paths(frame) if job.out else {}
+        if job.out and job.layout == "files":
             for obj, alpha in mattes.items():
-                extra = {"object": obj, "objectScore": f"{scores[obj]:.4f}"} if obj in scores else {"object": obj}
-                write_matte(out_path(job.out, frame, obj), {"A": alpha}, geometry, dict(meta, **extra))
-        else:
+                extra = {"object": obj}
+                if obj in scores:
+                    extra["objectScore"] = f"{scores[obj]:.4f}"
+                if obj in ious:
+                    extra["objectIoU"] = f"{ious[obj]:.4f}"
+                channels = {c: alpha for c in job.channels}
+                write_matte(paths[obj], channels, geometry, dict(meta, **extra))
+        elif job.out:
             channels = {f"{obj}.A": alpha for obj, alpha in mattes.items()}
             standard, pixel_type = {}, "half"
             if job.layout == "cryptomatte":  # ids must be float32 and lossless
                 channels.update(cryptomatte_channels("CryptoObject", mattes))
                 standard, pixel_type = cryptomatte_metadata("CryptoObject", list(mattes)), "float"
-            meta["objectScores"] = {o: round(s, 4) for o, s in scores.items()}
-            write_matte(frame_path(job.out, frame), channels, geometry, meta, pixel_type, standard)
+            write_matte(paths["*"], channels, geometry, meta, pixel_type, standard)
         if job.cutout:
             coverage = np.clip(sum(mattes.values()), 0, 1)
             rgb = plate.pixels * coverage[..., None]  # the plate's own colour space, untouched otherwise
             write_matte(frame_path(job.cutout, frame), {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2],
                                                          "A": coverage}, geometry, meta)
+        return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious)
 
     def finish(self) -> None:
         if self.report is not None:
