@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: layers + Cryptomatte")
     t.add_argument("--report", metavar="FILE", help="QC table of frames to check first: FILE.json and FILE.csv")
     t.add_argument("--cutout", metavar="PATTERN", help="also write the plate premultiplied by the matte")
+    t.add_argument("--matte-channels", default="A", choices=["A", "RGBA"],
+                   help="A, or RGBA: the matte in R, G, B and A (Blender's Mask modifier, Resolve's Ext Matte)")
+    t.add_argument("--force", action="store_true", help="recompute frames already written by the same job")
+    t.add_argument("--server", metavar="ADDR", help="track on a running `mattebridge serve`, e.g. tcp://127.0.0.1:5557")
+    t.add_argument("--server-key", metavar="FILE", help="the server's CurveZMQ public key (servers started with --keys)")
     _add_model_args(t)
 
     m = sub.add_parser("models", help="list, download or locate published SAM 2.1 checkpoints")
@@ -59,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("download", "path"):
         a = msub.add_parser(action)
         a.add_argument("name")
+
+    s = sub.add_parser("serve", help="serve one resident model to every host on this workstation (ZeroMQ)")
+    from mattebridge.server.main import add_serve_arguments
+
+    add_serve_arguments(s)
+    _add_model_args(s)
+
+    k = sub.add_parser("keys", help="create a CurveZMQ server key pair for `serve --keys`")
+    k.add_argument("dir", help="folder for server.key (public: give it to clients) and server.key_secret")
 
     d = sub.add_parser("demo", help="make a synthetic plate and track it end to end")
     d.add_argument("--dir", default="mattebridge-demo", help="where the demo plate and mattes go")
@@ -93,12 +107,19 @@ def cmd_track(args) -> int:
         plate=args.plate, frames=frames, prompts=prompts_from_args(args, frames.first), out=args.out,
         layer=args.layer, colorspace=args.colorspace, ocio=args.ocio, view=args.view, direction=args.direction,
         edge=args.edge, fill_holes=args.fill_holes, stabilize=args.stabilize, layout=args.layout,
-        report=args.report, cutout=args.cutout, model=args.model, checkpoint=args.checkpoint, model_config=args.model_config,
+        report=args.report, cutout=args.cutout, channels=args.matte_channels, force=args.force, model=args.model, checkpoint=args.checkpoint, model_config=args.model_config,
         image_size=args.image_size, device=args.device,
     )
     start = time.monotonic()
-    stats = run_track(job, progress=ProgressBar("track"), log=lambda s: print(s, file=sys.stderr))
-    print(f"wrote {stats.frames_written} frames x {len(job.prompts.objects)} object(s) to {args.out} "
+    if args.server:
+        from .remote import track_on_server
+
+        stats = track_on_server(job, args.server, args.server_key, progress=ProgressBar("track"),
+                                log=lambda s: print(s, file=sys.stderr))
+    else:
+        stats = run_track(job, progress=ProgressBar("track"), log=lambda s: print(s, file=sys.stderr))
+    skipped = f" ({stats.frames_skipped} already done)" if stats.frames_skipped else ""
+    print(f"wrote {stats.frames_written} frames x {len(job.prompts.objects)} object(s) to {args.out}{skipped} "
           f"in {time.monotonic() - start:.1f}s", file=sys.stderr)
     return 0
 
@@ -120,6 +141,18 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from mattebridge.server.main import serve
+
+    return serve(args)
+
+
+def cmd_keys(args) -> int:
+    from mattebridge.server.main import keys
+
+    return keys(args)
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -130,7 +163,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        handler = {"track": cmd_track, "models": cmd_models, "demo": cmd_demo}[args.command]
+        handler = {"track": cmd_track, "models": cmd_models, "demo": cmd_demo, "serve": cmd_serve,
+                   "keys": cmd_keys}[args.command]
         return handler(args)
     except MatteBridgeError as e:
         if args.debug:

@@ -1,0 +1,40 @@
+"""`mattebridge track --server ADDR`: the same job, run by a resident `mattebridge serve`."""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Callable, Optional
+
+from .client import Client
+from .track import TrackJob, TrackStats, check_job
+
+
+def track_on_server(job: TrackJob, address: str, server_key: Optional[str] = None,
+                    progress: Optional[Callable[[int, int, int], None]] = None,
+                    log: Callable[[str], None] = lambda s: None) -> TrackStats:
+    check_job(job)
+    prompts = copy.deepcopy(job.prompts)
+    for per in prompts.objects.values():  # the server does not share our working folder
+        for fp in per.values():
+            if fp.mask:
+                fp.mask = os.path.abspath(fp.mask)
+    stats = TrackStats()
+    with Client(address, server_key=server_key) as client:
+        info = client.info
+        log(f"server {address}: {info['model']} on {info['device']}, input {info['image_size']}px")
+        clip = client.open_clip(job.plate, str(job.frames), job.layer, job.colorspace, job.ocio, job.view)
+        log(f"colour {clip.colorspace} -> {clip.display}/{clip.view}")
+        run = clip.propagate(job.direction, job.out, False, job.layout, job.channels, job.edge, job.fill_holes,
+                             job.stabilize, job.report, job.cutout, prompts.to_json(), job.force)
+        try:
+            for result in run:
+                if progress:
+                    progress(result.done, result.total, result.frame)
+        except KeyboardInterrupt:
+            run.cancel()
+            raise
+        clip.close()
+    summary = run.summary
+    stats.frames_written, stats.frames_skipped = summary["frames_written"], summary["frames_skipped"]
+    stats.seconds.update(summary["seconds"])
+    return stats

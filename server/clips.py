@@ -1,0 +1,279 @@
+"""A client's clips on the server: where frames come from, their prompts, previews and propagation jobs.
+
+Everything here runs on the one GPU worker thread, so it needs no locks of its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from typing import Dict, Optional
+
+import numpy as np
+
+from mattebridge.core.alpha import EDGE_MODES, alpha_from_logits
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.plate import Geometry, Plate
+from mattebridge.core.prompts import FramePrompt, Point, Prompts
+from mattebridge.core.protocol import ProtocolError, check_window, field_of, unpack_array
+from mattebridge.core.sequence import FrameRange
+from mattebridge.core.track import (PreparedClip, TrackJob, TrackRun, check_job, engine_prompt, prepare_clip,
+                                    resolve_transform)
+
+from .access import Roots
+
+
+def file_error(e: MatteBridgeError) -> ProtocolError:
+    """A core error about a file -> the matching error reply code."""
+    text = str(e)
+    code = "not_found" if ("missing" in text or "not found" in text) else "bad_file"
+    return ProtocolError(code, text)
+
+
+class ServerClip:
+    def __init__(self, clip_id: str, owner: bytes, prepared: PreparedClip, inline: Optional[dict] = None):
+        self.id, self.owner, self.prepared = clip_id, owner, prepared
+        self.inline = inline  # frame -> Plate for clips whose pixels arrive with put_frame
+        self.stamps: Dict[int, str] = {}
+        self.prompts = Prompts()
+        self.job: Optional[TrackRun] = None
+        self._feed = None
+        self._features = None  # (index, sam2 cached features) of the last previewed frame
+        self._tmp = None  # mask prompts sent as buffers are kept here as EXRs
+        self.layer: Optional[str] = None
+
+    @property
+    def frames(self) -> FrameRange:
+        return self.prepared.frames
+
+    def describe(self) -> dict:
+        t = self.prepared.transform
+        return {"clip": self.id, "frames": [self.frames.first, self.frames.last], "inline": self.inline is not None,
+                "geometry": {str(f): g.to_json() for f, g in self.prepared.geometry.items()},
+                "colorspace": t.colorspace, "display": t.display, "view": t.view, "config": t.config_source}
+
+    def frame_index(self, content: dict) -> int:
+        frame = field_of(content, "frame", int)
+        if frame not in self.frames:
+            raise ProtocolError("bad_field", f"frame {frame}: outside the clip's range {self.frames}")
+        if self.inline is not None and frame not in self.inline:
+            raise ProtocolError("not_found", f"frame {frame}: not sent yet (put_frame)")
+        return frame - self.frames.first
+
+    # --- inline pixels --------------------------------------------------------------------------
+    def put_frame(self, frame: int, pixels: np.ndarray, geometry: Geometry) -> None:
+        h, w = pixels.shape[:2]
+        if (geometry.data[2], geometry.data[3]) != (w, h):
+            raise ProtocolError("bad_buffer", f"frame {frame}: pixels are {w}x{h} but the data window is "
+                                              f"{geometry.data[2]}x{geometry.data[3]}")
+        if pixels.dtype.kind != "f":
+            raise ProtocolError("bad_buffer", f"frame {frame}: inline pixels must be float16 or float32")
+        rgb = pixels if pixels.ndim == 3 else pixels[..., None]
+        rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb[..., :3]
+        rgb = np.nan_to_num(rgb.astype(np.float32), nan=0.0, posinf=65504.0, neginf=-65504.0)
+        self.inline[frame] = Plate(f"inline:{self.id}:{frame}", rgb, geometry, "", True)
+        self.stamps[frame] = hashlib.sha1(np.ascontiguousarray(pixels).data).hexdigest()
+        self.prepared.geometry[frame] = geometry
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """New pixels: cached model input and features are stale."""
+        if self._feed is not None:
+            self._feed.close()
+        self._feed, self._features = None, None
+
+    # --- previews -------------------------------------------------------------------------------
+    def feed(self, model):
+        from mattebridge.core.feed import ModelFeed
+
+        if self._feed is None:
+            self._feed = ModelFeed(list(self.frames), self.prepared.read, model.predictor.image_size,
+                                   self.prepared.transform, ahead=1, workers=1)
+        return self._feed
+
+    def preview(self, model, index: int, obj: str, fp: FramePrompt, edge: str):
+        """That frame's matte for `obj` as `track` computes it on its first prompted frame: a fresh state
+        each time (so a repeated click gives the same matte), reusing the frame's image features."""
+        from mattebridge.core.engine import StreamingTracker
+
+        frame = self.frames.first + index
+        geometry = self.prepared.geometry[frame]
+        prompt = engine_prompt(fp, geometry, frame)
+        tracker = StreamingTracker(model.predictor, self.feed(model), len(self.frames), model.device)
+        if self._features is not None and self._features[0] == index:
+            tracker.state["cached_features"] = {index: self._features[1]}
+        result = tracker.add_prompt(index, obj, prompt)
+        cached = tracker.state["cached_features"].get(index)
+        self._features = (index, cached) if cached is not None else None
+        plate = self.prepared.read(frame) if edge == "soft" else None
+        alpha = alpha_from_logits(result.logits[obj], geometry, edge, plate.pixels if plate else None)
+        return alpha, geometry, result.scores.get(obj), (result.ious or {}).get(obj)
+
+    def mask_file(self, frame: int, obj: str, mask: np.ndarray) -> str:
+        """A mask sent as a buffer, kept as an EXR so the prompts JSON can refer to it."""
+        from mattebridge.core.matte_io import write_matte
+
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix=f"mattebridge-clip-{self.id}-")
+        w, h = self.prepared.geometry[frame].display_size
+        if mask.shape[:2] != (h, w):
+            raise ProtocolError("bad_buffer", f"mask: {mask.shape[1]}x{mask.shape[0]} but frame {frame}'s display "
+                                              f"window is {w}x{h}")
+        values = mask.astype(np.float32)
+        values = values[..., -1] if values.ndim == 3 else values
+        if mask.dtype.kind == "u":
+            values /= np.iinfo(mask.dtype).max
+        path = os.path.join(self._tmp, f"{obj}.{frame}.exr")
+        write_matte(path, {"A": values}, Geometry((0, 0, w, h), (0, 0, w, h)), {"object": obj})
+        return path
+
+    # --- propagation ------------------------------------------------------------------------------
+    def start_job(self, model, job: TrackJob, keep_mattes: bool) -> TrackRun:
+        self.job = TrackRun(job, self.prepared, model, keep_mattes)
+        return self.job
+
+    def close(self) -> None:
+        if self.job is not None:
+            self.job.close()
+            self.job = None
+        self.invalidate()
+        self.inline = {} if self.inline is not None else None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots) -> ServerClip:
+    frames_text = field_of(content, "frames", str)
+    try:
+        frames = FrameRange.parse(frames_text)
+    except MatteBridgeError as e:
+        raise ProtocolError("bad_field", f"frames: {e}") from None
+    if len(frames) > 1_000_000:
+        raise ProtocolError("bad_field", f"frames: {frames} is more than a million frames")
+    layer = field_of(content, "layer", str, None)
+    colorspace = field_of(content, "colorspace", str, None)
+    ocio = field_of(content, "ocio", str, None)
+    view = field_of(content, "view", str, None)
+    if ocio and not ocio.startswith("ocio://"):
+        roots.check(ocio, "ocio")
+    source = field_of(content, "source", str, "files")
+    try:
+        if source == "files":
+            pattern = roots.check(field_of(content, "pattern", str), "pattern")
+            clip = ServerClip(clip_id, owner, prepare_clip(pattern, frames, layer, colorspace, ocio, view))
+            clip.layer = layer
+            return clip
+        if source == "inline":
+            store: Dict[int, Plate] = {}
+            probe = Plate("", np.zeros((1, 1, 3), np.float32), Geometry((0, 0, 1, 1), (0, 0, 1, 1)), "", True)
+            transform = resolve_transform(probe, colorspace, ocio, view)
+            clip = ServerClip(clip_id, owner, None, store)
+            clip.prepared = PreparedClip(frames, {}, transform, lambda f: store[f], lambda f: clip.stamps[f],
+                                         f"inline:{clip_id}")
+            return clip
+    except MatteBridgeError as e:
+        if isinstance(e, ProtocolError):
+            raise
+        raise file_error(e) from None
+    raise ProtocolError("bad_field", f"source: {source!r} (expected files or inline)")
+
+
+def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) -> FramePrompt:
+    fp = FramePrompt()
+    points = field_of(content, "points", list, [])
+    for i, p in enumerate(points):
+        if (not isinstance(p, list) or len(p) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                for v in p[:2]) or not isinstance(p[2], bool)):
+            raise ProtocolError("bad_field", f"points[{i}]: expected [x, y, positive] (numbers, boolean)")
+        fp.points.append(Point(float(p[0]), float(p[1]), p[2]))
+    box = field_of(content, "box", list, None)
+    if box is not None:
+        if len(box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box) \
+                or box[2] <= box[0] or box[3] <= box[1]:
+            raise ProtocolError("bad_field", "box: expected [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
+        fp.box = tuple(float(v) for v in box)
+    mask = content.get("mask")
+    if mask is not None:
+        if fp.points or fp.box is not None:
+            raise ProtocolError("bad_field", "mask: cannot be combined with points or a box on one frame")
+        if isinstance(mask, str):
+            if not os.path.exists(mask):
+                raise ProtocolError("not_found", f"mask: {mask} not found")
+            fp.mask = mask
+        else:
+            obj = field_of(content, "object", str)
+            fp.mask = clip.mask_file(frame, obj, unpack_array(mask, buffers, "mask", ndim=(2,)))
+    if not fp.points and fp.box is None and fp.mask is None:
+        raise ProtocolError("bad_field", "prompt: give points, a box or a mask (to remove a prompt, send clear)")
+    w, h = clip.prepared.geometry[frame].display_size
+    for p in fp.points:
+        if not (0 <= p.x <= w and 0 <= p.y <= h):
+            raise ProtocolError("bad_field", f"points: {p.x:g},{p.y:g} is outside frame {frame}'s display window "
+                                             f"(0..{w}, 0..{h})")
+    return fp
+
+
+def geometry_from_content(content: dict, pixels: np.ndarray) -> Geometry:
+    h, w = pixels.shape[:2]
+    doc = content.get("geometry") or {}
+    if not isinstance(doc, dict):
+        raise ProtocolError("bad_field", "geometry: expected {display, data, pixel_aspect}")
+    data = check_window(doc.get("data", [0, 0, w, h]), "geometry.data")
+    display = check_window(doc.get("display", list(data)), "geometry.display")
+    aspect = doc.get("pixel_aspect", 1.0)
+    if not isinstance(aspect, (int, float)) or isinstance(aspect, bool) or not 0.01 <= aspect <= 100:
+        raise ProtocolError("bad_field", "geometry.pixel_aspect: expected a number in 0.01..100")
+    return Geometry(display, data, float(aspect))
+
+
+def job_from_content(clip: ServerClip, content: dict, roots: Roots) -> TrackJob:
+    prompts = clip.prompts
+    if content.get("prompts") is not None:
+        try:
+            prompts = Prompts.from_json(field_of(content, "prompts", dict), "prompts")
+        except MatteBridgeError as e:
+            raise ProtocolError("bad_field", str(e)) from None
+        for obj, per in prompts.objects.items():
+            for frame, fp in per.items():
+                if fp.mask:
+                    roots.check(fp.mask, f"prompts: object {obj!r}, frame {frame}, mask")
+        clip.prompts = prompts
+    out = field_of(content, "out", str, None)
+    buffers = field_of(content, "buffers", bool, False)
+    if out is None and not buffers:
+        raise ProtocolError("bad_field", "propagate: nothing to return (give out, buffers: true, or both)")
+    for key in ("out", "report", "cutout"):
+        if content.get(key) is not None:
+            roots.check(field_of(content, key, str), key)
+    edge = field_of(content, "edge", str, "soft")
+    if edge not in EDGE_MODES:
+        raise ProtocolError("bad_field", f"edge: {edge!r} (expected one of {', '.join(EDGE_MODES)})")
+    fill = field_of(content, "fill_holes", int, 0)
+    if fill < 0:
+        raise ProtocolError("bad_field", "fill_holes: expected a number of pixels >= 0")
+    t = clip.prepared.transform
+    job = TrackJob(
+        plate=clip.prepared.source, frames=clip.frames, prompts=prompts, out=out, layer=clip.layer,
+        direction=field_of(content, "direction", str, "both"), edge=edge, fill_holes=fill,
+        stabilize=field_of(content, "stabilize", bool, True), layout=field_of(content, "layout", str, "files"),
+        report=field_of(content, "report", str, None), cutout=field_of(content, "cutout", str, None),
+        channels=field_of(content, "channels", str, "A"), force=field_of(content, "force", bool, False),
+        colorspace=t.colorspace, view=f"{t.display}/{t.view}",
+    )
+    try:
+        check_job(job)
+        prompts.check(clip.frames, lambda f: clip.prepared.geometry[f].display_size if f in clip.prepared.geometry
+                      else _not_sent(f))
+    except MatteBridgeError as e:
+        raise ProtocolError("bad_field", str(e)) from None
+    if clip.inline is not None:
+        missing = [f for f in clip.frames if f not in clip.inline]
+        if missing:
+            raise ProtocolError("not_found", f"frames not sent yet (put_frame): {missing[0]}"
+                                             + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    return job
+
+
+def _not_sent(frame: int):
+    raise ProtocolError("not_found", f"frame {frame}: not sent yet (put_frame)")

@@ -1,0 +1,42 @@
+"""`mattebridge serve` and `mattebridge keys`: arguments -> a running server."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from .access import Roots, check_bind, create_keys
+
+
+def add_serve_arguments(p) -> None:
+    p.add_argument("--bind", default="tcp://127.0.0.1:5557", help="address to listen on (default tcp://127.0.0.1:5557)")
+    p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
+                   help="a folder whose files the server may read or write (repeatable; "
+                        "default: the current folder and the system temp folder)")
+    p.add_argument("--keys", metavar="DIR", help="CurveZMQ keys (from `mattebridge keys DIR`): required off loopback")
+    p.add_argument("--client-timeout", type=float, default=30.0, metavar="S",
+                   help="free a client's clips and jobs after this long without a message or heartbeat")
+    p.add_argument("--max-queue", type=int, default=32, help="waiting requests before new ones get `busy`")
+    p.add_argument("--max-jobs", type=int, default=8, help="propagations running at once")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def serve(args) -> int:
+    from mattebridge.core.models import load_model
+
+    from .app import Server
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    check_bind(args.bind, args.keys)
+    roots = Roots(args.allow_root)
+    model = load_model(args.model, args.checkpoint, args.model_config, args.image_size, args.device)
+    Server(args.bind, model, roots, args.keys, args.client_timeout, args.max_queue, args.max_jobs).run()
+    return 0
+
+
+def keys(args) -> int:
+    public = create_keys(args.dir)
+    print(public)
+    print(f"clients need {public} (e.g. `mattebridge track --server ADDR --server-key {public}`); "
+          f"to allow only some clients, put their public keys in {args.dir}/clients/", file=sys.stderr)
+    return 0

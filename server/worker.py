@@ -1,0 +1,304 @@
+"""The one GPU worker: interactive requests first, propagations a frame at a time, clients in turn.
+
+A click never waits for a whole shot: between any two propagation frames the worker takes the next
+waiting request. Requests are taken from clients in rotation, and running propagations advance in
+rotation too, so one busy host cannot starve another.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional
+
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
+from mattebridge.core.track import TrackRun
+
+from .access import Roots
+from .clips import ServerClip, file_error, geometry_from_content, job_from_content, open_clip, prompt_from_content
+from mattebridge.core.shm import read_shared
+
+log = logging.getLogger("mattebridge.server")
+DROP = "_drop"  # internal: free a client's state
+
+
+@dataclass
+class Job:
+    client: bytes
+    msg_id: str
+    clip: ServerClip
+    run: TrackRun
+    total: int
+    buffers: bool
+    cancelled: str = ""  # why, once cancelled
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return self.run.stats.frames_written + self.run.stats.frames_skipped
+
+
+class Worker(threading.Thread):
+    def __init__(self, model, roots: Roots, send: Callable[[bytes, Message], None], max_jobs: int = 8):
+        super().__init__(name="mattebridge-gpu", daemon=True)
+        self.model, self.roots, self.send, self.max_jobs = model, roots, send, max_jobs
+        self._cond = threading.Condition()
+        self._requests: "OrderedDict[bytes, Deque[Message]]" = OrderedDict()
+        self._jobs: List[Job] = []
+        self._clips: Dict[str, ServerClip] = {}
+        self._ids = itertools.count(1)
+        self._stopping = False
+        self.frames_done = 0
+
+    # --- called from the socket thread ------------------------------------------------------------
+    def submit(self, client: bytes, msg: Message) -> None:
+        with self._cond:
+            self._requests.setdefault(client, deque()).append(msg)
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._requests.values())
+
+    def cancel(self, client: bytes, job_id: Optional[str], why: str = "cancelled by the client") -> int:
+        """Mark `client`'s job (or all its jobs) cancelled; the worker stops it before its next frame."""
+        with self._cond:
+            hits = [j for j in self._jobs if j.client == client and (job_id is None or j.msg_id == job_id)]
+            for job in hits:
+                job.cancelled = job.cancelled or why
+            self._cond.notify()
+            return len(hits)
+
+    def snapshot(self) -> dict:
+        with self._cond:
+            return {
+                "queue": sum(len(q) for q in self._requests.values()),
+                "jobs": [{"job": j.msg_id, "clip": j.clip.id, "done": j.done, "total": j.total,
+                          "seconds": round(time.monotonic() - j.started, 1)} for j in self._jobs],
+                "clips": len(self._clips),
+                "frames_done": self.frames_done,
+            }
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    # --- the worker thread ------------------------------------------------------------------------
+    def run(self) -> None:
+        turn = 0
+        while True:
+            with self._cond:
+                while not self._stopping and not self._requests and not self._jobs:
+                    self._cond.wait(0.5)
+                if self._stopping:
+                    break
+                item = self._next_request()
+            if item is not None:
+                self._handle(*item)
+            elif self._jobs:
+                turn = (turn + 1) % len(self._jobs)
+                self._step(self._jobs[turn])
+        for job in list(self._jobs):
+            job.cancelled = job.cancelled or "the server is shutting down"
+            self._step(job)
+        for clip in list(self._clips.values()):
+            clip.close()
+        self._clips.clear()
+
+    def _next_request(self):
+        """The oldest request of the next client in rotation."""
+        if not self._requests:
+            return None
+        client, queue = next(iter(self._requests.items()))
+        msg = queue.popleft()
+        del self._requests[client]
+        if queue:
+            self._requests[client] = queue  # to the back of the rotation
+        return client, msg
+
+    def _reply(self, client: bytes, msg: Message, msg_type: str, content: dict, buffers=None) -> None:
+        self.send(client, Message(msg_type, content, buffers or [], parent_id=msg.msg_id))
+
+    def _error(self, client: bytes, msg: Message, e: ProtocolError) -> None:
+        log.warning("%s %s -> %s: %s", client.hex()[:8], msg.msg_type, e.code, e)
+        self._reply(client, msg, "error", error_content(e.code, str(e), **e.extra))
+
+    def _handle(self, client: bytes, msg: Message) -> None:
+        try:
+            if msg.msg_type == DROP:
+                self._drop(client)
+                return
+            handler = getattr(self, "_on_" + msg.msg_type)
+            handler(client, msg)
+        except ProtocolError as e:
+            self._error(client, msg, e)
+        except MatteBridgeError as e:
+            self._error(client, msg, file_error(e))
+        except Exception as e:  # a bug: keep serving, report it, log the traceback
+            log.error("%s %s failed:\n%s", client.hex()[:8], msg.msg_type, traceback.format_exc())
+            self._error(client, msg, ProtocolError("internal", f"{type(e).__name__}: {e}"))
+
+    def _clip(self, client: bytes, content: dict, idle: bool = True) -> ServerClip:
+        clip_id = field_of(content, "clip", str)
+        clip = self._clips.get(clip_id)
+        if clip is None or clip.owner != client:
+            raise ProtocolError("unknown_clip", f"clip {clip_id!r}: not open (closed, or opened by another client)")
+        if idle and clip.job is not None:
+            raise ProtocolError("clip_busy", f"clip {clip_id}: a propagation is running on it (cancel it first)")
+        return clip
+
+    def _on_open_clip(self, client: bytes, msg: Message) -> None:
+        clip = open_clip(str(next(self._ids)), client, msg.content, self.roots)
+        self._clips[clip.id] = clip
+        self._reply(client, msg, "open_clip_reply", clip.describe())
+
+    def _on_put_frame(self, client: bytes, msg: Message) -> None:
+        clip = self._clip(client, msg.content)
+        if clip.inline is None:
+            raise ProtocolError("bad_field", f"clip {clip.id}: reads its frames from files; put_frame is for inline clips")
+        frame = field_of(msg.content, "frame", int)
+        if frame not in clip.frames:
+            raise ProtocolError("bad_field", f"frame {frame}: outside the clip's range {clip.frames}")
+        if msg.content.get("shm") is not None:
+            pixels = read_shared(msg.content["shm"])
+        else:
+            pixels = unpack_array(msg.content.get("pixels"), msg.buffers, "pixels")
+        clip.put_frame(frame, pixels, geometry_from_content(msg.content, pixels))
+        self._reply(client, msg, "put_frame_reply", {"clip": clip.id, "frame": frame})
+
+    def _on_prompt(self, client: bytes, msg: Message) -> None:
+        clip = self._clip(client, msg.content)
+        index = clip.frame_index(msg.content)
+        frame = clip.frames.first + index
+        obj = field_of(msg.content, "object", str)
+        edge = field_of(msg.content, "edge", str, "soft")
+        if edge not in ("soft", "raw", "hard"):
+            raise ProtocolError("bad_field", f"edge: {edge!r} (expected soft, raw or hard)")
+        fp = prompt_from_content(clip, frame, msg.content, msg.buffers)
+        try:
+            clip.prompts.on(obj, frame)
+        except MatteBridgeError as e:
+            raise ProtocolError("bad_field", f"object: {e}") from None
+        clip.prompts.objects[obj][frame] = fp  # the full set for this object and frame: a repeat is harmless
+        alpha, geometry, score, iou = clip.preview(self.model, index, obj, fp, edge)
+        buffers: list = []
+        desc = pack_array(alpha.astype("float16"), buffers)
+        self._reply(client, msg, "prompt_reply", {"clip": clip.id, "frame": frame, "object": obj, "alpha": desc,
+                                                  "geometry": geometry.to_json(), "score": score, "iou": iou}, buffers)
+
+    def _on_clear(self, client: bytes, msg: Message) -> None:
+        clip = self._clip(client, msg.content)
+        frame = field_of(msg.content, "frame", int, None)
+        obj = field_of(msg.content, "object", str, None)
+        for name in [obj] if obj is not None else list(clip.prompts.objects):
+            per = clip.prompts.objects.get(name, {})
+            for f in [frame] if frame is not None else list(per):
+                per.pop(f, None)
+            if not per:
+                clip.prompts.objects.pop(name, None)
+        self._reply(client, msg, "clear_reply", {"clip": clip.id, "prompts": clip.prompts.to_json()})
+
+    def _on_prompts(self, client: bytes, msg: Message) -> None:
+        clip = self._clip(client, msg.content, idle=False)
+        self._reply(client, msg, "prompts_reply", {"clip": clip.id, "prompts": clip.prompts.to_json()})
+
+    def _on_propagate(self, client: bytes, msg: Message) -> None:
+        clip = self._clip(client, msg.content)
+        if len(self._jobs) >= self.max_jobs:
+            raise ProtocolError("busy", f"{len(self._jobs)} propagations are running (the most this server runs)",
+                                retry_after=5.0)
+        job = job_from_content(clip, msg.content, self.roots)
+        buffers = field_of(msg.content, "buffers", bool, False)
+        run = clip.start_job(self.model, job, buffers)
+        with self._cond:
+            self._jobs.append(Job(client, msg.msg_id, clip, run, len(clip.frames), buffers))
+        self._reply(client, msg, "propagate_started", {"clip": clip.id, "job": msg.msg_id, "total": len(clip.frames),
+                                                       "prompts": job.prompts.to_json()})
+
+    def _on_close_clip(self, client: bytes, msg: Message) -> None:
+        clip = self._clip(client, msg.content, idle=False)
+        self._finish_jobs(lambda j: j.clip is clip, "the clip was closed")
+        clip.close()
+        del self._clips[clip.id]
+        self._reply(client, msg, "close_clip_reply", {"clip": clip.id})
+
+    def _drop(self, client: bytes) -> None:
+        """A client that closed, disconnected or stopped heartbeating: cancel its jobs, free its clips."""
+        jobs = self._finish_jobs(lambda j: j.client == client, "the client went away")
+        clips = [c for c in self._clips.values() if c.owner == client]
+        for clip in clips:
+            clip.close()
+            del self._clips[clip.id]
+        gc.collect()
+        if self.model.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+        log.info("%s gone: %d job(s) cancelled, %d clip(s) freed", client.hex()[:8], jobs, len(clips))
+
+    def _finish_jobs(self, which, why: str) -> int:
+        hits = [j for j in self._jobs if which(j)]
+        for job in hits:
+            job.cancelled = job.cancelled or why
+            self._step(job)
+        return len(hits)
+
+    # --- propagation ----------------------------------------------------------------------------
+    def _step(self, job: Job) -> None:
+        """One frame of a propagation, or its end."""
+        msg = Message("propagate", parent_id=None, msg_id=job.msg_id)
+        try:
+            if job.cancelled:
+                job.run.close()
+                self._end(job, "cancelled", job.cancelled)
+                return
+            outcome = next(job.run)
+        except StopIteration:
+            self._end(job, "done")
+            return
+        except ProtocolError as e:
+            self._end(job, "error")
+            self._error(job.client, msg, e)
+            return
+        except MatteBridgeError as e:
+            self._end(job, "error")
+            self._error(job.client, msg, file_error(e))
+            return
+        except Exception as e:
+            log.error("propagation %s failed:\n%s", job.msg_id, traceback.format_exc())
+            self._end(job, "error")
+            self._error(job.client, msg, ProtocolError("internal", f"{type(e).__name__}: {e}"))
+            return
+        self.frames_done += 1
+        buffers: list = []
+        content = {"clip": job.clip.id, "job": job.msg_id, "frame": outcome.frame, "done": job.done,
+                   "total": job.total, "skipped": outcome.skipped, "paths": outcome.paths,
+                   "scores": outcome.scores, "ious": outcome.ious}
+        if job.buffers:
+            geometry = job.clip.prepared.geometry[outcome.frame]
+            content["geometry"] = geometry.to_json()
+            content["alpha"] = {o: pack_array(a.astype("float16"), buffers) for o, a in outcome.mattes.items()}
+        self.send(job.client, Message("frame", content, buffers, parent_id=job.msg_id))
+
+    def _end(self, job: Job, status: str, reason: str = "") -> None:
+        with self._cond:
+            if job in self._jobs:
+                self._jobs.remove(job)
+        if job.clip.job is job.run:
+            job.clip.job = None
+        stats = job.run.stats
+        if status != "error":
+            content = {"clip": job.clip.id, "job": job.msg_id, "status": status, "reason": reason,
+                       "frames_written": stats.frames_written, "frames_skipped": stats.frames_skipped,
+                       "seconds": {k: round(v, 3) for k, v in stats.seconds.items()}}
+            self.send(job.client, Message("propagate_done", content, parent_id=job.msg_id))
+        log.info("%s propagation %s %s%s: %d written, %d skipped in %.1fs", job.client.hex()[:8], job.msg_id[:8],
+                 status, f" ({reason})" if reason else "", stats.frames_written, stats.frames_skipped,
+                 time.monotonic() - job.started)
