@@ -87,3 +87,59 @@ def read_exr(path):
     pixels = inp.read_image(0, 0, 0, spec.nchannels, "float")
     inp.close()
     return np.asarray(pixels).reshape(spec.height, spec.width, spec.nchannels), spec
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A real `mattebridge serve` process on a loopback port (random-weight tiny model)."""
+
+    def __init__(self, checkpoint: str, log_dir, *extra, port: int = 0, cwd=None):
+        import time
+
+        self.port = port or free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.log_path = Path(log_dir) / f"serve-{self.port}.log"
+        self.args = [sys.executable, "-m", "mattebridge.core.cli", "serve", "--bind", self.address,
+                     *model_args(checkpoint), *map(str, extra)]
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._log, cwd=cwd)
+        deadline = time.monotonic() + 120
+        line = b""
+        while time.monotonic() < deadline and self.process.poll() is None:
+            line = self.process.stdout.readline()
+            if b"ready on" in line:
+                return
+        self.stop()
+        raise RuntimeError(f"server did not start: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=None) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(sig or signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        self.process.stdout.close()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="session")
+def mb_server(checkpoint, tmp_path_factory):
+    """One shared server for tests that do not kill it (allowed roots: cwd and the system temp dir)."""
+    server = ServerProcess(checkpoint, tmp_path_factory.mktemp("serve"), "--client-timeout", "5")
+    yield server
+    server.stop()
