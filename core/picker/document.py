@@ -61,7 +61,11 @@ class PromptDocument:
         return copy.deepcopy(self._prompts)
 
     def to_json(self) -> dict:
-        return Prompts.to_json(self._clean())
+        """docs/prompts.md, objects in the window's order (an object without prompts keeps its place)."""
+        doc = self._clean().to_json()
+        listed = {o["name"]: o for o in doc["objects"]}
+        doc["objects"] = [listed.get(name, {"name": name, "frames": []}) for name in self._order]
+        return doc
 
     # --- objects ----------------------------------------------------------------------------------
     def new_object_name(self) -> str:

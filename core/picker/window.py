@@ -79,7 +79,8 @@ class PickerWindow(QMainWindow):
         self.frames = options.frames
         self.frame = options.frame
         self.active: Optional[str] = document.objects[0] if document.objects else None
-        self.revision: Dict[tuple, int] = {}
+        self.revision: Dict[tuple, int] = {}  # (frame, object) -> the latest edit sent
+        self.answered: Dict[tuple, int] = {}  # (frame, object) -> the latest edit the server answered
         self.mattes: Dict[int, Dict[str, np.ndarray]] = {}  # interactive mattes (uint8 previews)
         self.tracked: Dict[int, Dict[str, np.ndarray]] = {}  # the last track's mattes
         self.tracked_stale = False
@@ -174,8 +175,7 @@ class PickerWindow(QMainWindow):
         row.addSpacing(12)
         row.addWidget(QLabel("Direction"))
         row.addWidget(self.direction)
-        row.addWidget(QLabel("Out"))
-        row.addWidget(self.out_edit, 1)
+        row.addStretch(1)
         row.addWidget(self.track_button)
         row.addWidget(self.cancel_button)
         row.addWidget(self.progress)
@@ -185,6 +185,10 @@ class PickerWindow(QMainWindow):
         column.addWidget(self.canvas, 1)
         column.addWidget(self.framebar)
         column.addLayout(row)
+        out_row = QHBoxLayout()
+        out_row.addWidget(QLabel("Out"))
+        out_row.addWidget(self.out_edit, 1)
+        column.addLayout(out_row)
         self.setCentralWidget(central)
 
         side = QWidget()
@@ -224,7 +228,12 @@ class PickerWindow(QMainWindow):
     def _action(self, text: str, keys, slot, checkable: bool = False, toolbar: Optional[QToolBar] = None) -> QAction:
         action = QAction(text, self)
         if keys:
-            action.setShortcuts([QKeySequence(k) for k in (keys if isinstance(keys, (list, tuple)) else [keys])])
+            sequences = {}
+            for k in (keys if isinstance(keys, (list, tuple)) else [keys]):
+                bound = QKeySequence.keyBindings(k) if isinstance(k, QKeySequence.StandardKey) else [QKeySequence(k)]
+                for seq in bound:  # a standard key may already include an extra binding: list each once
+                    sequences.setdefault(seq.toString(), seq)
+            action.setShortcuts(list(sequences.values()))
             action.setShortcutContext(Qt.WindowShortcut)
         action.setCheckable(checkable)
         (action.toggled if checkable else action.triggered).connect(slot)
@@ -476,6 +485,8 @@ class PickerWindow(QMainWindow):
                if clip.get("view") and (clip.get("view"), clip.get("display")) != (colour.view, colour.display) else ""),
             10000)
         self.mattes.clear()
+        self.revision.clear()
+        self.answered.clear()
         self._send(self.doc.keys())  # the clip on the server starts empty: give it every prompt
         self.tracked_stale = False
         self.refresh()
@@ -497,7 +508,12 @@ class PickerWindow(QMainWindow):
         self.connected = False
         self.worker.connect_server()
 
+    def idle(self) -> bool:
+        """Every edit sent has been answered (its matte is shown, or its error reported)."""
+        return self.connected and all(self.answered.get(k) == r for k, r in self.revision.items())
+
     def _on_matte(self, frame: int, obj: str, revision: int, preview) -> None:
+        self.answered[(frame, obj)] = max(revision, self.answered.get((frame, obj), 0))
         if self.revision.get((frame, obj)) != revision:
             return  # a newer edit of this key is on its way
         if preview is None:
@@ -508,6 +524,7 @@ class PickerWindow(QMainWindow):
             self._refresh_overlay()
 
     def _on_prompt_failed(self, frame: int, obj: str, revision: int, message: str) -> None:
+        self.answered[(frame, obj)] = max(revision, self.answered.get((frame, obj), 0))
         if self.revision.get((frame, obj)) == revision:
             self.statusBar().showMessage(f"frame {frame}, {obj}: {message}", 10000)
 
