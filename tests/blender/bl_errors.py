@@ -1,0 +1,68 @@
+"""What goes wrong is reported (operator report / status bar), never raised as a Python traceback."""
+import math
+import os
+import sys
+
+import bpy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bl_common as bl  # noqa: E402
+
+
+def main(a):
+    r = {}
+    bl.install(a["zip"])
+    scene = bpy.context.scene
+    ed = scene.sequence_editor_create()
+    scene.frame_current = 1
+
+    # nothing selected
+    r["no_strip"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10)
+
+    # strip types MatteBridge cannot read
+    color = ed.strips.new_effect("color", "COLOR", 5, 1, length=10)
+    ed.active_strip = color
+    r["color_strip"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10)
+    gap = bl.image_strip(scene, "gappy", a["plate_dir"], "plate.1001.exr", [1001], channel=6)
+    gap.elements.append("plate.1003.exr")
+    ed.active_strip = gap
+    r["gap_strip"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10)
+
+    plate = bl.image_strip(scene, "plate", a["plate_dir"], "plate.1001.exr", list(range(1001, 1006)), channel=2)
+    ed.active_strip = plate
+    r["not_finite"] = bl.call(bpy.ops.mattebridge.add_point, x=math.nan, y=10)
+    r["bad_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object="no spaces/slashes")
+
+    # nothing prompted
+    r["nothing_prompted"] = bl.call(bpy.ops.mattebridge.track, direction="FORWARD")
+
+    # relative matte folder in an unsaved .blend
+    r["add_point"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10)
+    r["unsaved_blend"] = bl.call(bpy.ops.mattebridge.track, direction="FORWARD")
+    scene.mattebridge.matte_folder = a["matte_folder"]
+
+    # a prompt on a frame the strip's handles hide
+    plate.frame_final_start = 3  # file 1001 (timeline 1) is no longer shown
+    r["hidden_prompt"] = bl.call(bpy.ops.mattebridge.track, direction="FORWARD")
+    plate.frame_final_start = 1
+
+    # server down: every request reports, quickly (timeout x retries), and nothing is raised
+    bl.prefs().address = a["dead_address"]
+    bl.prefs().timeout = 0.3
+    r["dead_info"] = bl.call(bpy.ops.mattebridge.server_info)
+    r["dead_preview"] = bl.call(bpy.ops.mattebridge.preview)
+    r["dead_track"] = bl.call(bpy.ops.mattebridge.track, direction="BOTH")
+    runtime = bl.addon("runtime")
+    r["server_state"] = [runtime.STATE.server.status, runtime.STATE.server.message]
+    r["strips_after_dead_track"] = sorted(s.name for s in ed.strips_all)
+
+    # a live server that cannot read the file
+    bl.prefs().address, bl.prefs().timeout = a["address"], 30.0
+    broken = bl.image_strip(scene, "broken", a["broken_dir"], "broken.0001.exr", [1, 2], channel=7)
+    ed.active_strip = broken
+    r["broken_add"] = bl.call(bpy.ops.mattebridge.add_point, x=1, y=1)
+    r["broken_preview"] = bl.call(bpy.ops.mattebridge.preview)
+    return r
+
+
+bl.run(main)
