@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="recompute frames already written by the same job")
     t.add_argument("--server", metavar="ADDR", help="track on a running `mattebridge serve`, e.g. tcp://127.0.0.1:5557")
     t.add_argument("--server-key", metavar="FILE", help="the server's CurveZMQ public key (servers started with --keys)")
+    t.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="with --server: seconds without an answer before the server counts as gone (default 10)")
     _add_model_args(t)
 
     m = sub.add_parser("models", help="list, download or locate published SAM 2.1 checkpoints")
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(s)
     _add_model_args(s)
+
+    pk = sub.add_parser("pick", help="prompt window: click prompts on a plate, see mattes live, track (needs `mattebridge serve`)")
+    from .picker import add_arguments as add_pick_arguments
+
+    add_pick_arguments(pk)
 
     k = sub.add_parser("keys", help="create a CurveZMQ server key pair for `serve --keys`")
     k.add_argument("dir", help="folder for server.key (public: give it to clients) and server.key_secret")
@@ -114,7 +121,7 @@ def cmd_track(args) -> int:
     if args.server:
         from .remote import track_on_server
 
-        stats = track_on_server(job, args.server, args.server_key, progress=ProgressBar("track"),
+        stats = track_on_server(job, args.server, args.server_key, args.timeout, progress=ProgressBar("track"),
                                 log=lambda s: print(s, file=sys.stderr))
     else:
         stats = run_track(job, progress=ProgressBar("track"), log=lambda s: print(s, file=sys.stderr))
@@ -147,6 +154,12 @@ def cmd_serve(args) -> int:
     return serve(args)
 
 
+def cmd_pick(args) -> int:
+    from .picker import run
+
+    return run(args)
+
+
 def cmd_keys(args) -> int:
     from mattebridge.server.main import keys
 
@@ -164,7 +177,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         handler = {"track": cmd_track, "models": cmd_models, "demo": cmd_demo, "serve": cmd_serve,
-                   "keys": cmd_keys}[args.command]
+                   "keys": cmd_keys, "pick": cmd_pick}[args.command]
         return handler(args)
     except MatteBridgeError as e:
         if args.debug:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 import zmq
@@ -105,6 +105,8 @@ class Client:
             self._sock.close(linger=0)
             raise
         self.session = self.info["session"]
+        # beat well inside the server's timeout, or it frees this client's clips while we wait on it
+        self.heartbeat = min(heartbeat, float(self.info.get("heartbeat_interval", heartbeat)))
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name="mattebridge-heartbeat", daemon=True)
         self._beat.start()
@@ -141,6 +143,8 @@ class Client:
         while True:
             with self._lock:
                 box = self._inbox.get(msg_id)
+                if box is None:
+                    raise MatteBridgeError(f"request {msg_id}: nothing is waiting for its replies any more")
                 if box:
                     return self._check(box.popleft())
                 remaining = deadline - time.monotonic()
@@ -333,7 +337,8 @@ class Clip:
 
 
 class Propagation:
-    """Iterate for per-frame results; `cancel()` from any thread; `summary` once it has ended."""
+    """Iterate for per-frame results; `cancel()` from any thread (also to stop early); `summary` once it
+    has ended. An error reply or a lost server raises from the iteration."""
 
     def __init__(self, client: Client, content: dict):
         self.client = client
@@ -352,30 +357,31 @@ class Propagation:
         if self.summary is None:
             self.client.request("cancel", {"job": self.job})
 
-    def __iter__(self) -> Iterator[FrameResult]:
+    def __iter__(self) -> "Propagation":
+        return self
+
+    def __next__(self) -> FrameResult:
         client = self.client
-        try:
-            while self.summary is None:
+        while self.summary is None:
+            try:
                 msg = client._next(self.job, client.timeout)
                 if msg is None:
                     client.ping()  # raises if the server is gone or restarted; else a frame is just slow
                     continue
-                c = msg.content
-                if msg.msg_type == "propagate_started":
-                    self.total = c["total"]
-                elif msg.msg_type == "frame":
-                    alpha = {o: unpack_array(d, msg.buffers, f"alpha[{o}]", ndim=(2,)).astype(np.float32)
-                             for o, d in (c.get("alpha") or {}).items()}
-                    yield FrameResult(c["frame"], c["done"], c["total"], c["paths"], c["skipped"], c["scores"],
-                                      c["ious"], alpha, c.get("geometry"))
-                elif msg.msg_type == "propagate_done":
-                    self.summary = {"frames_written": c["frames_written"], "frames_skipped": c["frames_skipped"],
-                                    "cancelled": c["status"] == "cancelled", "reason": c.get("reason", ""),
-                                    "seconds": c["seconds"]}
-        finally:
-            if self.summary is None and not self._cancelled:
-                try:  # abandoned mid-way (an exception, or the caller stopped iterating): stop the server's work
-                    self.cancel()
-                except MatteBridgeError:
-                    pass
-            client._done(self.job)
+            except MatteBridgeError:
+                client._done(self.job)
+                raise
+            c = msg.content
+            if msg.msg_type == "propagate_started":
+                self.total = c["total"]
+            elif msg.msg_type == "frame":
+                alpha = {o: unpack_array(d, msg.buffers, f"alpha[{o}]", ndim=(2,)).astype(np.float32)
+                         for o, d in (c.get("alpha") or {}).items()}
+                return FrameResult(c["frame"], c["done"], c["total"], c["paths"], c["skipped"], c["scores"],
+                                   c["ious"], alpha, c.get("geometry"))
+            elif msg.msg_type == "propagate_done":
+                self.summary = {"frames_written": c["frames_written"], "frames_skipped": c["frames_skipped"],
+                                "cancelled": c["status"] == "cancelled", "reason": c.get("reason", ""),
+                                "seconds": c["seconds"]}
+                client._done(self.job)
+        raise StopIteration

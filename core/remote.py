@@ -9,7 +9,7 @@ from .client import Client
 from .track import TrackJob, TrackStats, check_job
 
 
-def track_on_server(job: TrackJob, address: str, server_key: Optional[str] = None,
+def track_on_server(job: TrackJob, address: str, server_key: Optional[str] = None, timeout: float = 10.0,
                     progress: Optional[Callable[[int, int, int], None]] = None,
                     log: Callable[[str], None] = lambda s: None) -> TrackStats:
     check_job(job)
@@ -19,7 +19,7 @@ def track_on_server(job: TrackJob, address: str, server_key: Optional[str] = Non
             if fp.mask:
                 fp.mask = os.path.abspath(fp.mask)
     stats = TrackStats()
-    with Client(address, server_key=server_key) as client:
+    with Client(address, timeout=timeout, server_key=server_key) as client:
         info = client.info
         log(f"server {address}: {info['model']} on {info['device']}, input {info['image_size']}px")
         clip = client.open_clip(job.plate, str(job.frames), job.layer, job.colorspace, job.ocio, job.view)

@@ -257,7 +257,7 @@ class TrackRun:
             t0 = time.perf_counter()
             if index in done:
                 self.post.observe(frame, result)  # keeps temporal smoothing exact; the file is already there
-                outcome = self.post.reuse(frame)
+                outcome = self.post.reuse(frame, self.keep_mattes)
                 self.stats.frames_skipped += 1
             else:
                 outcome = self.post.write(frame, result, self.keep_mattes)
@@ -378,21 +378,24 @@ class MattePost:
                 if obj in result.logits:
                     self.smoothers[obj](result.logits[obj])
 
-    def reuse(self, frame: int) -> "FrameOutcome":
-        """A frame already on disk: its outcome (and QC record) from the files."""
+    def reuse(self, frame: int, keep_mattes: bool = False) -> "FrameOutcome":
+        """A frame already on disk: its outcome (QC record, mattes when kept) from the files."""
         from .matte_io import read_channels, read_metadata
 
         paths = self.paths(frame)
         first = read_metadata(next(iter(paths.values())))
         scores = {o: float(v) for o, v in json.loads(first.get("objectScores", "{}")).items()}
         ious = {o: float(v) for o, v in json.loads(first.get("objectIoUs", "{}")).items()}
-        if self.report is not None:
+        mattes = {}
+        if self.report is not None or keep_mattes:
             geometry = self.clip.geometry[frame]
             for obj in self.job.prompts.objects:
                 path = paths.get(obj) or paths["*"]
-                alpha = read_channels(path, ["A" if obj in paths else f"{obj}.A"])[..., 0]
-                self.report.add(frame, obj, scores.get(obj, float("-inf")), alpha, geometry.data[:2], ious.get(obj))
-        return FrameOutcome(frame, paths, None, scores, ious, skipped=True)
+                mattes[obj] = read_channels(path, ["A" if obj in paths else f"{obj}.A"])[..., 0]
+                if self.report is not None:
+                    self.report.add(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2],
+                                    ious.get(obj))
+        return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious, skipped=True)
 
     def write(self, frame: int, result, keep_mattes: bool = False) -> "FrameOutcome":
         from .cryptomatte import cryptomatte_channels, cryptomatte_metadata

@@ -10,6 +10,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -204,7 +205,8 @@ class Server:
             m = self.model
             return {"server_version": __version__, "protocol": VERSION, "session": self.session, "model": m.name,
                     "checkpoint_sha256": m.sha256, "device": str(m.device), "image_size": m.predictor.image_size,
-                    "capabilities": CAPABILITIES, "host": os.uname().nodename}
+                    "capabilities": CAPABILITIES, "host": socket.gethostname(),
+                    "heartbeat_interval": round(self.client_timeout / 4, 3)}
         if msg.msg_type == "cancel":
             job = msg.content.get("job")
             if job is not None and not isinstance(job, str):
