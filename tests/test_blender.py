@@ -125,6 +125,27 @@ def test_data_window_offset_and_pixel_aspect():
     assert quad == [(-2, 1), (2, 1), (2, -1), (-2, -1)]
 
 
+def test_prompt_tool_gestures():
+    place = mapping.Placement(960, 540, 2.0, 2.0, data_offset=(10, 20))  # a 960x540 plate fit into 1920x1080
+    assert mapping.gesture(place, (0, 0), (0, 0), False, False) == ("point", 490, 290, True)
+    assert mapping.gesture(place, (0, 0), (1, 1), False, True) == ("point", 490, 290, False)  # Ctrl: background
+    assert mapping.gesture(place, (-2000, 0), (-2000, 0), False, False) is None  # outside the image
+    # a drag from outside the top-left corner to the centre: clipped to the image, corners ordered
+    assert mapping.gesture(place, (0, 0), (-1000, 600), True, False) == ("box", 10, 20, 490, 290)
+    assert mapping.gesture(place, (-1000, 600), (-1100, 700), True, False) is None  # entirely outside
+
+
+def test_online_access_allows_only_this_machine():
+    for local in ("tcp://127.0.0.1:5557", "tcp://localhost:1", "tcp://[::1]:5557", "ipc:///tmp/mb"):
+        assert jobs.is_local(local)
+        jobs.check_online_access(local, False)
+    for remote in ("tcp://192.168.1.4:5557", "tcp://render01:5557", "tcp://127.0.0.1.evil.com:5557"):
+        assert not jobs.is_local(remote)
+        jobs.check_online_access(remote, True)
+        with pytest.raises(MatteBridgeError, match="Online Access"):
+            jobs.check_online_access(remote, False)
+
+
 # --- prompts on the strip <-> prompts JSON --------------------------------------------------------------
 def test_store_round_trip_is_the_prompts_json_schema():
     p = Prompts()
@@ -336,6 +357,10 @@ def test_preview_gives_the_frames_matte(flow):
     p = r["previews"]["Scene/plate/main/1005"]
     assert p["shape"] == [540, 960] and p["dtype"] == "float32" and 0 <= p["min"] <= p["max"] <= 1
     assert p["geometry"]["display"] == [0, 0, 960, 540]
+    # the plate's colour as Blender sees it, through Blender's own OCIO config
+    [(colorspace, display, view, config)] = r["clip_colour"]
+    assert colorspace == "ACEScg" and config.endswith(os.path.join("datafiles", "colormanagement", "config.ocio"))
+    assert (display, view) == ("sRGB", "Standard")
 
 
 def test_track_puts_a_matte_strip_above_with_a_mask_modifier(flow):
@@ -358,9 +383,9 @@ def test_track_puts_a_matte_strip_above_with_a_mask_modifier(flow):
 def test_matte_files_carry_the_matte_in_r_g_b_and_a(flow):
     r, _, work, _ = flow
     folder = work / "mattes" / "plate"
-    assert sorted(os.listdir(folder)) == [f"main.{f}.exr" for f in range(1003, 1011)]
-    for f in (1003, 1005, 1010):
-        px, spec = read_exr(folder / f"main.{f}.exr")
+    assert sorted(os.listdir(folder)) == [f"{o}.{f}.exr" for o in ("main", "prop") for f in range(1003, 1011)]
+    for name in ("main.1003.exr", "main.1005.exr", "main.1010.exr", "prop.1010.exr"):
+        px, spec = read_exr(folder / name)
         assert spec.channelnames == ("R", "G", "B", "A") and (spec.width, spec.height) == (960, 540)
         for c in range(3):
             np.testing.assert_array_equal(px[..., c], px[..., 3])
@@ -376,20 +401,26 @@ def test_blender_renders_the_matte_as_the_strips_alpha(flow):
 
 
 def test_retrack_replaces_the_matte_strip_and_repoints_its_users(flow):
-    r, *_ = flow
-    assert r["add_correction"][0] == "ok" and r["retrack"] == ["ok", ["FINISHED"]]
+    r, _, work, _ = flow
+    assert r["add_correction"][0] == r["add_second_object"][0] == "ok" and r["retrack"] == ["ok", ["FINISHED"]]
     strips = r["after_retrack"]
-    assert sorted(strips) == ["plate", "plate.main.matte"]
+    assert sorted(strips) == ["plate", "plate.main.matte", "plate.prop.matte"]  # replaced, not stacked
+    assert [strips[n]["channel"] for n in ("plate", "plate.main.matte", "plate.prop.matte")] == [2, 3, 4]
+    assert strips["plate.prop.matte"]["files"] == [f"prop.{f}.exr" for f in range(1003, 1011)]
     mods = {m["name"]: m for m in strips["plate"]["modifiers"]}
     assert mods["MatteBridge"]["mask_strip"] == mods["Grade"]["mask_strip"] == "plate.main.matte"
-    assert r["clear_frame"][0] == "ok" and r["prompts_after_clear"]["objects"]["main"].keys() == {"1005", "1008"}
+    assert len(os.listdir(work / "mattes" / "plate")) == 16
+    assert r["clear_frame"][0] == "ok"
+    assert r["prompts_after_clear"]["objects"] == {
+        "main": {"1005": {"points": [480.5, 300.5, 1.0, 60.0, 40.0, 0.0]}, "1008": {"box": [300.0, 100.0, 700.0, 500.0]}},
+        "prop": {"1010": {"points": [800.0, 100.0, 1.0]}}}
 
 
 def test_exported_prompts_are_the_cli_schema(flow):
     r, _, _, args = flow
     assert r["export"][0] == "ok"
     prompts = Prompts.load(args["prompts_json"])
-    assert prompts.frames() == [1005, 1008, 1010]
+    assert prompts.frames() == [1005, 1008, 1010] and sorted(prompts.objects) == ["main", "prop"]
     assert [(p.x, p.y, p.positive) for p in prompts.objects["main"][1005].points] == [(480.5, 300.5, True), (60, 40, False)]
 
 
@@ -399,7 +430,7 @@ def test_prompts_survive_save_and_reopen(flow, blender_python, extension_zip, tm
                                                         "prompts_json": str(tmp_path / "again.json")}, tmp_path)
     assert r["raw_before_addon"] == r0["prompts_after_clear"]
     assert json.loads((tmp_path / "again.json").read_text()) == store.to_prompts(r0["prompts_after_clear"]).to_json()
-    assert r["mattes"] == ["plate.main.matte"] and r["settings_object"] == "main"
+    assert r["mattes"] == ["plate.main.matte", "plate.prop.matte"] and r["settings_object"] == "main"
     assert ("MatteBridge", "MASK", "plate.main.matte") in [tuple(m) for m in r["modifiers"]]
 
 
@@ -427,6 +458,8 @@ def test_problems_are_reported_not_raised(blender_python, extension_zip, mb_serv
         "dead_track": "no reply",
         "broken_preview": "server:",
     }
+    assert r["online_access"][0] is False
+    assert r["online_access"][1][0] == "error" and "Online Access is off" in r["online_access"][1][1]
     for step, words in expected.items():
         status, message = r[step]
         assert status == "error" and message.startswith("Error: MatteBridge: ") and words in message, (step, message)
@@ -477,7 +510,7 @@ def test_ui_path_returns_at_once_streams_progress_and_cancels(blender_python, ex
     assert r["track_return_seconds"] < 0.5 * r["track_seconds"]  # returned before the work was done
     assert r["state"] == "done" and r["message"][0] == "INFO" and "tracked 8 frame(s)" in r["message"][1]
     assert len(r["progress_samples"]) >= 3 and r["progress_samples"][-1] == [8, 8]
-    assert r["tick_when_idle"] is None and r["mattes"] == ["plate.main.matte"]
+    assert r["tick_when_idle"] is None and r["mattes"] == [["plate.main.matte", 4]]  # channel 3 is taken
     assert r["track_while_running"][0] == "error" and "already running" in r["track_while_running"][1]
     assert r["cancel"] == ["ok", ["FINISHED"]] and r["cancel_state"] == "cancelled"
     assert r["cancel_done"][0] < 8 and r["cancel_message"][0] == "WARNING"

@@ -7,6 +7,7 @@ result before the operator returns). The work functions only use :mod:`mattebrid
 """
 from __future__ import annotations
 
+import ipaddress
 import queue
 import re
 import sys
@@ -170,6 +171,11 @@ class Connection:
                 self._clips[spec] = clip
             return clip
 
+    @property
+    def open_clips(self) -> Dict[ClipSpec, object]:
+        with self._lock:
+            return dict(self._clips)
+
     def forget(self) -> None:
         """Drop the client and clips (server restarted, or unreachable)."""
         with self._lock:
@@ -262,6 +268,27 @@ def track(job: Job, request: TrackRequest, client_factory=None) -> dict:
         return summary
     finally:
         client.close()
+
+
+def is_local(address: str) -> bool:
+    """Loopback TCP or IPC: the server runs on this machine."""
+    m = re.fullmatch(r"tcp://(\[[^\]]+\]|[^:/]+)(?::\d+)?/?", address.strip())
+    if m is None:
+        return address.startswith(("ipc://", "inproc://"))
+    host = m.group(1).strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
+
+
+def check_online_access(address: str, online_access: bool) -> None:
+    """Blender's "Allow Online Access" off: only a server on this machine may be reached."""
+    if not online_access and not is_local(address):
+        raise MatteBridgeError(f"server {address} is not on this machine and Blender's Online Access is off "
+                               "(Preferences > System > Network)")
 
 
 def matte_name_pattern(strip_name: str, frame_digits: int) -> str:

@@ -88,3 +88,21 @@ def fit_scale(method: str, image_w: float, image_h: float, render_w: float, rend
     if method == "STRETCH":
         return render_w / image_w, render_h / image_h
     return 1.0, 1.0
+
+
+def gesture(place: Placement, view_start, view_end, dragged: bool, negative: bool):
+    """A prompt-tool gesture in view coordinates -> ("point", x, y, positive) or ("box", x0, y0, x1, y1) in
+    plate display-window pixels; None for a click outside the image. A drag is clipped to the image."""
+    if not dragged:
+        ix, iy = place.view_to_image(*view_start)
+        if not place.contains_image(ix, iy):
+            return None
+        x, y = place.view_to_plate(*view_start)
+        return ("point", x, y, not negative)
+    (ax, ay), (bx, by) = place.view_to_image(*view_start), place.view_to_image(*view_end)
+    x0, x1 = sorted((min(max(ax, 0.0), place.image_w), min(max(bx, 0.0), place.image_w)))
+    y0, y1 = sorted((min(max(ay, 0.0), place.image_h), min(max(by, 0.0), place.image_h)))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return None
+    dx, dy = place.data_offset
+    return ("box", x0 + dx, y0 + dy, x1 + dx, y1 + dy)

@@ -14,6 +14,7 @@ from bpy_extras.io_utils import ExportHelper
 from mattebridge.core.errors import MatteBridgeError
 
 from . import jobs, store, strips, tasks
+from .mapping import gesture
 from .jobs import Job
 from .props import preferences, settings
 from .runtime import STATE
@@ -160,9 +161,14 @@ class MATTEBRIDGE_OT_clear(_SequencerOp, bpy.types.Operator):
 
 
 # --- server ----------------------------------------------------------------------------------------
-def _connection(context):
+def _address(context):
     prefs = preferences(context)
-    return STATE.connection(prefs.address, prefs.timeout)
+    jobs.check_online_access(prefs.address, getattr(bpy.app, "online_access", True))
+    return prefs.address, prefs.timeout
+
+
+def _connection(context):
+    return STATE.connection(*_address(context))
 
 
 def check_server(context) -> Job:
@@ -185,7 +191,12 @@ class MATTEBRIDGE_OT_server_info(bpy.types.Operator):
     bl_label = "Check Server"
 
     def execute(self, context):
-        job = check_server(context)
+        try:
+            job = check_server(context)
+        except MatteBridgeError as e:
+            STATE.server.status, STATE.server.message = "error", jobs.one_line(str(e))
+            self.report({"ERROR"}, f"MatteBridge: {STATE.server.message}")
+            return {"CANCELLED"}
         if job.state == "error":
             self.report({"ERROR"}, f"MatteBridge: {job.message}")
             return {"CANCELLED"}
@@ -254,6 +265,7 @@ def start_track(context, direction: str, report) -> Job:
         raise MatteBridgeError(f"prompts on file frame(s) {', '.join(map(str, outside))} are outside the strip's "
                                f"visible frames {first}-{last}: clear them or extend the strip")
     prefs = preferences(context)
+    _address(context)
     cfg = settings(scene)
     folder = strips.matte_folder(scene, prefs)
     digits = source.files.name_pattern.count("#") or 4
@@ -450,16 +462,15 @@ class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
             source = strips.describe(scene, strip)
             frame = strips.file_frame(source, scene.frame_current)
             placement = strips.placement(scene, strip, STATE.geometry.get((scene.name, strip.name, frame)))
-            a = placement.view_to_plate(*region.view2d.region_to_view(*start))
-            if math.dist(start, end) < DRAG_PIXELS:
-                ix, iy = placement.view_to_image(*region.view2d.region_to_view(*start))
-                if not placement.contains_image(ix, iy):
-                    self.report({"WARNING"}, "MatteBridge: click inside the image")
-                    return
-                add_point(context, a[0], a[1], negative, "")
+            prompt = gesture(placement, region.view2d.region_to_view(*start), region.view2d.region_to_view(*end),
+                             math.dist(start, end) >= DRAG_PIXELS, negative)
+            if prompt is None:
+                self.report({"WARNING"}, "MatteBridge: click or drag inside the image")
+                return
+            if prompt[0] == "point":
+                add_point(context, prompt[1], prompt[2], not prompt[3], "")
             else:
-                b = placement.view_to_plate(*region.view2d.region_to_view(*end))
-                add_box(context, (a[0], a[1], b[0], b[1]), "")
+                add_box(context, prompt[1:], "")
             if settings(scene).auto_preview:
                 request_preview(context)
         except MatteBridgeError as e:

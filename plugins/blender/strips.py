@@ -14,6 +14,7 @@ from .jobs import ClipSpec
 from .mapping import Placement
 
 MATTE_OF = "mattebridge_matte_of"  # custom property on a matte strip: "<source strip name>/<object>"
+MATTES = "mattebridge_mattes"  # custom property on a source strip: {object: matte strip name}
 MODIFIER = "MatteBridge"
 
 
@@ -124,8 +125,16 @@ def save_prompts(strip, prompts) -> None:
 
 # --- mattes -----------------------------------------------------------------------------------------
 def matte_strip_for(scene, source_name: str, obj: str):
+    """The matte strip made for `obj` of the source: as the source recorded it (survives renaming the
+    source), else by the tag on the matte strip."""
+    ed = scene.sequence_editor
+    src = ed.strips_all.get(source_name)
+    record = src.get(MATTES) if src is not None else None
+    name = record.get(obj) if record is not None else None
+    if name and name in ed.strips_all and MATTE_OF in ed.strips_all[name]:
+        return ed.strips_all[name]
     tag = f"{source_name}/{obj}"
-    for s in scene.sequence_editor.strips_all:
+    for s in ed.strips_all:
         if s.get(MATTE_OF) == tag:
             return s
     return None
@@ -184,6 +193,10 @@ def install_mattes(scene, source_name: str, paths_by_object: Dict[str, List[str]
                 user.modifiers[mod_name].input_mask_strip = strip
         made[obj] = strip.name
         channel += 1
+    record = src.get(MATTES)
+    record = record.to_dict() if hasattr(record, "to_dict") else dict(record or {})
+    record.update(made)
+    src[MATTES] = record
     if mask_object in made:
         mod = src.modifiers.get(MODIFIER)
         if mod is None or mod.type != "MASK":

@@ -46,6 +46,10 @@ def main(a):
     r["hidden_prompt"] = bl.call(bpy.ops.mattebridge.track, direction="FORWARD")
     plate.frame_final_start = 1
 
+    # a server on another machine while Blender's "Allow Online Access" is off (the default without a UI)
+    bl.prefs().address = "tcp://192.0.2.1:5557"
+    r["online_access"] = [bpy.app.online_access, bl.call(bpy.ops.mattebridge.preview)]
+
     # server down: every request reports, quickly (timeout x retries), and nothing is raised
     bl.prefs().address = a["dead_address"]
     bl.prefs().timeout = 0.3

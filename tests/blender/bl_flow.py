@@ -56,6 +56,8 @@ def main(a):
                                              "min": float(v.alpha.min()), "max": float(v.alpha.max()),
                                              "geometry": v.geometry}
                      for k, v in runtime.STATE.previews.items()}
+    clips = [c for conn in runtime.STATE.connections.values() for c in conn.open_clips.values()]
+    r["clip_colour"] = [[c.colorspace, c.display, c.view, c.config] for c in clips]
     scene.frame_current = 8  # file 1008
     r["add_box"] = bl.call(bpy.ops.mattebridge.add_box, x0=700, y0=500, x1=300, y1=100)  # corners in any order
     r["prompts_before_track"] = strip["mattebridge"].to_dict()
@@ -84,11 +86,11 @@ def main(a):
     # a correction later on, then track again: the matte strip is replaced, not stacked
     scene.frame_current = 10  # file 1010
     r["add_correction"] = bl.call(bpy.ops.mattebridge.add_point, x=200, y=200, object="")
+    r["add_second_object"] = bl.call(bpy.ops.mattebridge.add_point, x=800, y=100, object="prop")
     r["retrack"] = bl.call(bpy.ops.mattebridge.track, direction="FORWARD")
     r["after_retrack"] = {s.name: strip_state(ed, s) for s in ed.strips_all}
 
     r["export"] = bl.call(bpy.ops.mattebridge.export_prompts, filepath=a["prompts_json"])
-    # the same objects under a second name, to check several objects get one matte strip each
     r["clear_frame"] = bl.call(bpy.ops.mattebridge.clear)  # frame 1010 of "main"
     r["prompts_after_clear"] = strip["mattebridge"].to_dict()
     bpy.ops.wm.save_mainfile()
