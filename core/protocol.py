@@ -39,7 +39,6 @@ ERRORS = {
     "bad_file": "a file could not be read (corrupt, wrong format, missing layer)",
     "busy": "the server's queue is full: retry after `retry_after` seconds",
     "clip_busy": "a propagation is running on this clip",
-    "shutting_down": "the server is stopping",
     "internal": "an unexpected server error (a bug: the server log has details)",
 }
 
