@@ -238,6 +238,7 @@ def test_runner_against_a_real_server(mb_server, bedroom_plate, tmp_path):
         assert jobs.server_info(conn)["device"] == "cpu"
         result = jobs.preview(conn, spec, 1002, "hero", [(480, 270, True)], None)
         assert result.alpha.shape == (540, 960) and result.geometry["display"] == [0, 0, 960, 540]
+        assert sorted(result.geometries) == [1001, 1002, 1003, 1004] and result.geometries[1004] == result.geometry
         assert conn.clip(spec) is conn.clip(spec)  # the clip stays open between clicks
         assert jobs.preview(conn, spec, 1002, "hero", [], None) is None  # no prompts: cleared
         assert conn.clip(spec).prompts()["objects"] == []
@@ -475,6 +476,10 @@ def test_geometry_and_timing_agree_with_blenders_renderer(blender_python, extens
     plate = np.zeros((48, 64), np.float32)
     plate[10:12, 40:42] = 1.0  # a 2x2 marker centred on plate pixel (41, 11)
     write_exr(tmp_path / "marker.exr", {"R": plate, "G": plate, "B": plate, "A": np.ones_like(plate)})
+    window = np.zeros((30, 40), np.float32)
+    window[9:11, 14:16] = 1.0  # centred on data-window pixel (15, 10) = display-window pixel (25, 15)
+    write_exr(tmp_path / "window.exr", {"R": window, "G": window, "B": window, "A": np.ones_like(window)},
+              display=(0, 0, 80, 60), data=(10, 5, 40, 30))
     numbered = tmp_path / "numbered"
     numbered.mkdir()
     for n in range(1, 11):
@@ -482,11 +487,14 @@ def test_geometry_and_timing_agree_with_blenders_renderer(blender_python, extens
         write_exr(numbered / f"num.{n:04d}.exr", {"R": v, "G": v, "B": v, "A": np.ones_like(v)})
     r, _ = run_blender(blender_python, "bl_mapping.py", {
         "zip": extension_zip, "marker_plate": str(tmp_path / "marker.exr"), "marker": [41, 11],
-        "numbered_dir": str(numbered), "work": str(tmp_path)}, tmp_path)
+        "numbered_dir": str(numbered), "work": str(tmp_path), "window_plate": str(tmp_path / "window.exr"),
+        "window_marker": [25, 15]}, tmp_path)
     assert len(r["placements"]) == 8
     for case in r["placements"]:
         assert math.dist(case["expected"], case["seen"]) < 0.75, case
         assert math.dist(case["back"], (41, 11)) < 1e-3, case
+    dw = r["data_window"]
+    assert dw["size"] == [40, 30] and math.dist(dw["expected"], dw["seen"]) < 0.75 and math.dist(dw["back"], (25, 15)) < 1e-3
     fits = {c["case"]: c for c in r["placements"]}
     for name in ("fit", "fill", "stretch", "original"):  # fit_scale is what Blender bakes into the transform
         np.testing.assert_allclose(fits[name]["fit_scale"], fits[name]["scale"], rtol=1e-6)

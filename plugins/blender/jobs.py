@@ -216,6 +216,7 @@ class PreviewResult:
     alpha: object  # float32 (data h, data w)
     geometry: dict
     score: Optional[float] = None
+    geometries: Dict[int, dict] = None  # every frame of the clip: frame -> geometry (for click mapping)
 
 
 def preview(conn: Connection, spec: ClipSpec, frame: int, obj: str, points, box) -> Optional[PreviewResult]:
@@ -229,7 +230,8 @@ def preview(conn: Connection, spec: ClipSpec, frame: int, obj: str, points, box)
             return None
         matte = clip.prompt(frame, obj, points=[tuple(p) for p in points], box=None if box is None else list(box))
         scores = getattr(matte, "scores", None) or {}
-        return PreviewResult(frame, obj, matte.alpha[obj], matte.geometry, scores.get(obj))
+        every = {f: clip.geometry(f) for f in range(int(clip.first), int(clip.last) + 1)}
+        return PreviewResult(frame, obj, matte.alpha[obj], matte.geometry, scores.get(obj), every)
 
     return conn.call(go)
 

@@ -225,6 +225,8 @@ def request_preview(context, obj: Optional[str] = None, report=None) -> Job:
                 STATE.previews.pop(key, None)
             else:
                 STATE.previews[key] = result
+                for f, geometry in (result.geometries or {}).items():
+                    STATE.geometry[(scene.name, strip.name, f)] = geometry
                 STATE.geometry[(scene.name, strip.name, frame)] = result.geometry
         elif event.kind == "error":
             say("ERROR", f"MatteBridge: {event.data['message']}")

@@ -5,7 +5,7 @@ import bpy
 
 from mattebridge.core.errors import MatteBridgeError
 
-from . import store, strips
+from . import operators, store, strips, tasks
 from .props import preferences
 from .runtime import STATE
 
@@ -74,6 +74,11 @@ class SEQUENCER_PT_mattebridge(bpy.types.Panel):
     def _server(self, context, box):
         prefs = preferences(context)
         server = STATE.server
+        if server.status != "checking" and server.address != prefs.address and not tasks.inline():
+            try:  # first draw, or the address changed: ask in the background, the timer redraws the panel
+                operators.check_server(context)
+            except MatteBridgeError as e:
+                server.address, server.status, server.message = prefs.address, "error", str(e)
         row = box.row()
         if server.status == "ok" and server.address == prefs.address:
             info = server.info

@@ -76,6 +76,16 @@ def main(a):
                                 "scale": [strip.transform.scale_x, strip.transform.scale_y]})
         ed.strips.remove(strip)
 
+    # an EXR whose data window (40x30 at 10, 5) is smaller than its display window (80x60): Blender shows the
+    # data window; a click maps to display-window pixels through the geometry the server reports
+    strip = ed.strips.new_image("data_window", a["window_plate"], 2, 1, fit_method="FIT")
+    place = strips.placement(scene, strip, {"display": [0, 0, 80, 60], "data": [10, 5, 40, 30]})
+    vx, vy = place.plate_to_view(*a["window_marker"])
+    seen = bright_centre(render(scene, os.path.join(a["work"], "data_window.exr")))
+    r["data_window"] = {"expected": (vx + W / 2, H / 2 - vy), "seen": seen, "size": [place.image_w, place.image_h],
+                        "back": place.view_to_plate(vx, vy)}
+    ed.strips.remove(strip)
+
     # timing: file N holds the value N/64 everywhere
     for name, setup in (("plain", {}), ("trimmed", {"anim": (2, 1), "handles": (12, 17)}),
                         ("reversed", {"anim": (2, 0), "handles": (11, 18), "reverse": True})):
