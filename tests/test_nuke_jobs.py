@@ -167,8 +167,8 @@ def test_a_read_outside_the_servers_folders_is_rendered_instead(mb_server, tmp_p
     ({"objects": [hero((995, 30.0, 40.0))]}, "forward", "hero: a prompt on frame 995 is outside the frame range 1001-1006"),
     ({"objects": [hero((1001, 130.0, 40.0))]}, "forward", "foreground point 130,40 is off the image"),
     ({"expected_model": "sam2.1_hiera_large"}, "forward", "runs random_tiny.pt, the node asks for sam2.1_hiera_large"),
-    ({"fmt": (200, 70, 1.0)}, "preview", "the node's input is 200x70 (pixel aspect 1) but the plate are 100x70"),
-    ({"input_bbox": (0, 0, 50, 35)}, "preview", "bbox 0,0 - 50,35 but the plate have 5,7 - 85,67"),
+    ({"fmt": (200, 70, 1.0)}, "preview", "the node's input is 200x70 (pixel aspect 1) but the frames from the plate are 100x70"),
+    ({"input_bbox": (0, 0, 50, 35)}, "preview", "bbox 0,0 - 50,35 but the frames from the plate have 5,7 - 85,67"),
     ({"objects": [hero((1002, 30.0, 40.0))]}, "preview", "no prompts on frame 1001"),
 ])
 def test_expected_failures_are_one_line(mb_server, plate, tmp_path, change, action, message):

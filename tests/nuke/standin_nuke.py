@@ -713,7 +713,8 @@ def execute(node, start, end, incr=1):
         raise StandinError("standin: execute() of a %s" % node._class)
     for f in range(int(start), int(end) + 1, int(incr)):
         _write_frame(node, f)
-    _state["executed"].append((node.name(), int(start), int(end), bool(_state["root"]["proxy"].value())))
+    _state["executed"].append((node.name(), int(start), int(end), bool(_state["root"]["proxy"].value()),
+                               node["file"].value()))
 
 
 # --- the stand-in's own controls (not Nuke API) -----------------------------------------------------

@@ -59,6 +59,8 @@ def _start(node, action: str, frame: Optional[int] = None) -> Optional[Job]:
         return None
     try:
         request = nukehost.gather(node, frame)
+        if not request.prompts:
+            raise JobError("no prompts yet: add a point or a box on the object, in the Viewer")
     except (JobError, PromptError) as e:
         _fail(node, str(e))
         return None

@@ -220,14 +220,15 @@ class Job:
         fw, fh, aspect = self.request.image_format
         if (w, h) != (fw, fh) or abs(float(geometry.get("pixel_aspect", 1.0)) - aspect) > 1e-4:
             clip.close()
-            raise JobError(f"the node's input is {fw}x{fh} (pixel aspect {aspect:g}) but {source.description} "
-                           f"are {w}x{h} (pixel aspect {geometry.get('pixel_aspect', 1.0):g}) on frame {first}")
+            raise JobError(f"the node's input is {fw}x{fh} (pixel aspect {aspect:g}) but the frames from "
+                           f"{source.description} are {w}x{h} (pixel aspect {geometry.get('pixel_aspect', 1.0):g}) "
+                           f"on frame {first}")
         if self.request.input_bbox is not None and first == last:
             seen = coords.data_window_to_bbox(geometry["data"], geometry["display"])
             if not coords.bboxes_agree(seen, self.request.input_bbox):
                 clip.close()
                 raise JobError(f"on frame {first} the node's input has the bbox {_box(self.request.input_bbox)} but "
-                               f"{source.description} have {_box(seen)}: the mattes would not line up")
+                               f"the frames from {source.description} have {_box(seen)}: the mattes would not line up")
         return clip
 
     # --- Preview: the current frame, at once --------------------------------------------------------------
