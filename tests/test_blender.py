@@ -244,7 +244,7 @@ def test_runner_against_a_real_server(mb_server, bedroom_plate, tmp_path):
         assert conn.clip(spec).prompts()["objects"] == []
     finally:
         conn.forget()
-    out = str(tmp_path / jobs.matte_name_pattern("my plate!", 4))
+    out = str(tmp_path / jobs.matte_name_pattern("Scene", "my plate!", 4))
     request = jobs.TrackRequest(mb_server.address, spec, {"version": 1, "objects": [
         {"name": "hero", "frames": [{"frame": 1002, "points": [{"x": 480, "y": 270, "positive": True}]}]}]},
         out, "both", 30)
@@ -253,9 +253,9 @@ def test_runner_against_a_real_server(mb_server, bedroom_plate, tmp_path):
     kinds = [e.kind for e in job.poll()]
     assert job.state == "done" and kinds == ["progress"] * 4 + ["done"], (job.state, job.message)
     assert job.result["frames_written"] == 4
-    files = sorted(os.listdir(tmp_path / "my_plate"))
+    files = sorted(os.listdir(tmp_path / "Scene" / "my_plate"))
     assert files == [f"hero.{f}.exr" for f in range(1001, 1005)]
-    px, spec_ = read_exr(tmp_path / "my_plate" / "hero.1002.exr")
+    px, spec_ = read_exr(tmp_path / "Scene" / "my_plate" / "hero.1002.exr")
     assert spec_.channelnames == ("R", "G", "B", "A") and px.shape == (540, 960, 4)
     assert (px[..., 0] == px[..., 3]).all() and (px[..., 1] == px[..., 3]).all() and (px[..., 2] == px[..., 3]).all()
 
@@ -376,14 +376,14 @@ def test_track_puts_a_matte_strip_above_with_a_mask_modifier(flow):
     assert matte["scale"] == src["scale"]
     assert matte["files"] == [f"main.{f}.exr" for f in range(1003, 1011)]  # the source's frame numbers
     assert os.path.normpath(matte["directory"]) == os.path.normpath(os.path.join(os.path.dirname(flow[3]["blend"]),
-                                                                                 "mattes", "plate"))
+                                                                                 "mattes", "Scene", "plate"))
     assert src["modifiers"] == [{"name": "MatteBridge", "type": "MASK", "mask_type": "STRIP",
                                  "mask_strip": "plate.main.matte"}]
 
 
 def test_matte_files_carry_the_matte_in_r_g_b_and_a(flow):
     r, _, work, _ = flow
-    folder = work / "mattes" / "plate"
+    folder = work / "mattes" / "Scene" / "plate"
     assert sorted(os.listdir(folder)) == [f"{o}.{f}.exr" for o in ("main", "prop") for f in range(1003, 1011)]
     for name in ("main.1003.exr", "main.1005.exr", "main.1010.exr", "prop.1010.exr"):
         px, spec = read_exr(folder / name)
@@ -395,7 +395,7 @@ def test_matte_files_carry_the_matte_in_r_g_b_and_a(flow):
 def test_blender_renders_the_matte_as_the_strips_alpha(flow):
     r, _, work, args = flow
     rendered, _ = read_exr(args["render"])  # timeline frame 5 = file 1005, rendered before the re-track
-    matte, _ = read_exr(work / "mattes" / "plate" / "main.1005.exr")
+    matte, _ = read_exr(work / "mattes" / "Scene" / "plate" / "main.1005.exr")
     assert rendered.shape[:2] == (540, 960)
     assert np.abs(matte[..., 3]).max() > 0  # something to compare
     np.testing.assert_allclose(rendered[..., 3], matte[..., 3], atol=2e-3)
@@ -410,7 +410,7 @@ def test_retrack_replaces_the_matte_strip_and_repoints_its_users(flow):
     assert strips["plate.prop.matte"]["files"] == [f"prop.{f}.exr" for f in range(1003, 1011)]
     mods = {m["name"]: m for m in strips["plate"]["modifiers"]}
     assert mods["MatteBridge"]["mask_strip"] == mods["Grade"]["mask_strip"] == "plate.main.matte"
-    assert len(os.listdir(work / "mattes" / "plate")) == 16
+    assert len(os.listdir(work / "mattes" / "Scene" / "plate")) == 16
     assert r["clear_frame"][0] == "ok"
     assert r["prompts_after_clear"]["objects"] == {
         "main": {"1005": {"points": [480.5, 300.5, 1.0, 60.0, 40.0, 0.0]}, "1008": {"box": [300.0, 100.0, 700.0, 500.0]}},
@@ -433,6 +433,9 @@ def test_prompts_survive_save_and_reopen(flow, blender_python, extension_zip, tm
     assert json.loads((tmp_path / "again.json").read_text()) == store.to_prompts(r0["prompts_after_clear"]).to_json()
     assert r["mattes"] == ["plate.main.matte", "plate.prop.matte"] and r["settings_object"] == "main"
     assert ("MatteBridge", "MASK", "plate.main.matte") in [tuple(m) for m in r["modifiers"]]
+    assert r["after_disable"][:2] == [False, False] and r["after_enable"][:2] == [True, True]
+    assert r["after_enable"][2] == r["after_disable"][2] + 1  # its load_post handler, once
+    assert r["prompts_after_reenable"] == r0["prompts_after_clear"]
 
 
 def test_problems_are_reported_not_raised(blender_python, extension_zip, mb_server, bedroom_plate, tmp_path):

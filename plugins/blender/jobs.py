@@ -293,10 +293,14 @@ def check_online_access(address: str, online_access: bool) -> None:
                                "(Preferences > System > Network)")
 
 
-def matte_name_pattern(strip_name: str, frame_digits: int) -> str:
-    """`<strip>/{object}.####.exr`: one folder per source strip, one file per object and frame."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", strip_name).strip("._") or "strip"
-    return f"{safe}/{{object}}.{'#' * max(1, frame_digits)}.exr"
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "unnamed"
+
+
+def matte_name_pattern(scene_name: str, strip_name: str, frame_digits: int) -> str:
+    """`<scene>/<strip>/{object}.####.exr`: one folder per source strip (strip names are unique per scene
+    only), one file per object and frame."""
+    return f"{safe_name(scene_name)}/{safe_name(strip_name)}/{{object}}.{'#' * max(1, frame_digits)}.exr"
 
 
 def parse_direction(direction: str) -> str:

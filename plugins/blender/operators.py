@@ -271,17 +271,19 @@ def start_track(context, direction: str, report) -> Job:
     cfg = settings(scene)
     folder = strips.matte_folder(scene, prefs)
     digits = source.files.name_pattern.count("#") or 4
-    name_pattern = jobs.matte_name_pattern(strip.name, digits)
+    name_pattern = jobs.matte_name_pattern(scene.name, strip.name, digits)
     out = os.path.join(folder, name_pattern)
     shown = source.shown
     objects = list(prompts.objects)
     mask_object = cfg.object if cfg.object in objects else objects[0]
     request = jobs.TrackRequest(prefs.address, source.spec, prompts.to_json(), out, jobs.parse_direction(direction),
                                 prefs.timeout)
-    scene_name, strip_name = scene.name, strip.name
+    scene_name, strip_name, blend = scene.name, strip.name, bpy.data.filepath
 
     def handle(job, event):
-        if event.kind == "done":
+        if event.kind == "done" and bpy.data.filepath != blend:
+            report("WARNING", f"MatteBridge: another .blend was opened during the track; mattes are in {folder}")
+        elif event.kind == "done":
             scene_now = bpy.data.scenes.get(scene_name)
             if scene_now is None or scene_now.sequence_editor is None:
                 report("ERROR", f"MatteBridge: scene {scene_name!r} is gone; mattes are in {folder}")

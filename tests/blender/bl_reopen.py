@@ -21,6 +21,14 @@ def main(a):
     r["modifiers"] = [(m.name, m.type, m.input_mask_strip.name if m.input_mask_strip else None) for m in strip.modifiers]
     r["mattes"] = sorted(s.name for s in ed.strips_all if s.get("mattebridge_matte_of"))
     r["settings_object"] = scene.mattebridge.object
+    # the add-on unregisters cleanly and comes back
+    bpy.ops.preferences.addon_disable(module=bl.MODULE)
+    r["after_disable"] = [hasattr(bpy.types.Scene, "mattebridge"), hasattr(bpy.types, "SEQUENCER_PT_mattebridge"),
+                          len(bpy.app.handlers.load_post)]
+    bpy.ops.preferences.addon_enable(module=bl.MODULE)
+    r["after_enable"] = [hasattr(bpy.types.Scene, "mattebridge"), hasattr(bpy.types, "SEQUENCER_PT_mattebridge"),
+                         len(bpy.app.handlers.load_post)]
+    r["prompts_after_reenable"] = ed.strips_all["plate"]["mattebridge"].to_dict()
     return r
 
 
