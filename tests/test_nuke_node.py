@@ -281,3 +281,21 @@ def _try(fn):
         return fn()
     except Exception as e:  # noqa: BLE001
         return e
+
+
+def test_a_loaded_script_shows_only_the_keyed_handles(nuke, tmp_path, mb_server):
+    _, node, _ = script(nuke, tmp_path, mb_server)
+    add_point(nuke, node, 30.0, 40.0)
+    nuke.standin_press(node["o1_setbox"])
+    nuke.standin_user_set(node["output"], "layer per object")
+    nuke.standin_load(node)  # Nuke does not save visibility: the node's onCreate puts it back
+    shown = sorted(k for k in node.knobs() if k.startswith(("o1_fg", "o1_bg", "o1_box")) and node[k].visible())
+    assert shown == ["o1_box", "o1_fg1"]
+    assert node["layer_prefix"].visible() and not node["channel"].visible()
+
+
+def test_handles_without_an_input_start_in_the_middle_of_the_script_format(nuke, tmp_path, mb_server):
+    _, node, _ = script(nuke, tmp_path, mb_server)
+    node.setInput(0, None)
+    nuke.standin_press(node["o1_addfg"])
+    assert (node["o1_fg1"].value(0), node["o1_fg1"].value(1)) == (960.0, 540.0)  # root format 1920x1080

@@ -48,13 +48,14 @@ def test_scripts_stored_in_the_node_are_python_3_9():
     from mattebridge_nuke import node
 
     ast.parse(node.KNOB_CHANGED, feature_version=(3, 9))
+    ast.parse(node.ON_CREATE, feature_version=(3, 9))
     ast.parse(node._cmd("preview(nuke.thisNode())"), feature_version=(3, 9))
 
 
-def test_menu_adds_the_entry_without_importing_the_plugin():
+def test_menu_adds_the_entry_without_importing_the_plugin(monkeypatch):
     nuke = install_standin()
     for name in [m for m in sys.modules if m.startswith("mattebridge_nuke")]:
-        del sys.modules[name]
+        monkeypatch.delitem(sys.modules, name)  # put back after the test
     exec(compile((PLUGIN / "menu.py").read_text(), "menu.py", "exec"), {"__name__": "menu"})
     assert not [m for m in sys.modules if m.startswith("mattebridge_nuke")]
     command = nuke.menu("Nodes").standin_items()["MatteBridge"].standin_items()["MatteBridge"]

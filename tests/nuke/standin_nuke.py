@@ -95,11 +95,6 @@ class Layer:
         self._name, self._channels = name, list(channels)
         _state["layers"][name] = self
 
-    def name(self):
-        return self._name
-
-    def channels(self):
-        return list(self._channels)
 
 
 def layers(node=None):
@@ -232,9 +227,6 @@ class Enumeration_Knob(Knob):  # noqa: N801
     def value(self):
         return self._values[self._index]
 
-    def values(self):
-        return list(self._values)
-
     def setValue(self, value):  # noqa: N802
         if isinstance(value, int) and not isinstance(value, bool):
             if not 0 <= value < len(self._values):
@@ -275,9 +267,6 @@ class Array_Knob(Knob):  # noqa: N801
         super().__init__(name, label)
         self._values = [0.0] * self.SIZE
         self._curves = None  # [ {time: value} per channel ] when animated
-
-    def arraySize(self):  # noqa: N802
-        return self.SIZE
 
     def _check(self, index):
         if not isinstance(index, int) or not 0 <= index < self.SIZE:
@@ -428,7 +417,7 @@ CLASS_KNOBS = {
     "Dot": lambda: [],
     "Input": lambda: [_int("number", 0)],
     "Output": lambda: [],
-    "Group": lambda: [_string("knobChanged")],
+    "Group": lambda: [_string("knobChanged"), _string("onCreate")],
     "Root": lambda: [File_Knob("name", "name"), _int("first_frame", 1), _int("last_frame", 100),
                      _bool("proxy"), _double("proxy_scale", 0.5), Format_Knob("format", "format"),
                      _enum("colorManagement", ["Nuke", "OCIO"], "OCIO"), _string("OCIO_config", "custom"),
@@ -477,9 +466,6 @@ class Node(_Guarded):
     # knobs
     def knobs(self):
         return dict(self._knobs)
-
-    def knob(self, name):
-        return self._knobs.get(name)
 
     def __getitem__(self, name):
         if name not in self._knobs:
@@ -541,6 +527,8 @@ class Node(_Guarded):
 
     # what the node outputs (rendered by the stand-in at the current frame)
     def format(self):
+        if self._class == "Root":
+            return self["format"].value()
         image = standin_render(self, frame())
         return Format(image.format[0], image.format[1], image.format[2])
 
@@ -788,6 +776,16 @@ def standin_user_set(knob, *values):
     script = node._knobs.get("knobChanged")
     if script is not None and script.value():
         _run_script(script.value(), node, knob)
+
+
+def standin_load(node):
+    """What loading a saved script does to a node's runtime state: knob visibility is not saved (every knob
+    comes back visible), then the node's onCreate runs."""
+    for knob in node._knobs.values():
+        knob._visible = not knob._flags & INVISIBLE
+    script = node._knobs.get("onCreate")
+    if script is not None and script.value():
+        _run_script(script.value(), node, script)
 
 
 def standin_press(knob):

@@ -18,6 +18,15 @@ OUTPUTS = ["channel", "layer per object"]
 MISSING = ["black", "error"]
 POINTS_PER_KIND = 6  # point knobs per object and kind (shown one by one with "+ point" / "- point")
 
+ON_CREATE = """\
+try:
+    import mattebridge_nuke.node as _mattebridge
+except ImportError:
+    _mattebridge = None
+if _mattebridge is not None:
+    _mattebridge.sync_visibility(nuke.thisNode())
+"""
+
 KNOB_CHANGED = """\
 try:
     import mattebridge_nuke.callbacks as _mattebridge
@@ -122,6 +131,7 @@ def build(node) -> None:
     node.addKnob(k)
     node.addKnob(nuke.Text_Knob("status", "status", "ready"))
     node["knobChanged"].setValue(KNOB_CHANGED)
+    node["onCreate"].setValue(ON_CREATE)
 
 
 def _input_range(node):
@@ -200,13 +210,16 @@ def relabel(node, slot: int) -> None:
             node[knob_name].setLabel("%s box" % name)
 
 
-def show_used_knobs(node, slot: int) -> None:
-    """Point and box knobs with keys are shown (their handles too); unused ones stay out of the way."""
-    for knob_name in slot_knob_names(node, slot):
-        if re.match(r"o\d+_(fg\d+|bg\d+|box)$", knob_name):
-            knob = node[knob_name]
-            if knob.isAnimated() and knob.getKeyList():
-                knob.setVisible(True)
+def sync_visibility(node) -> None:
+    """A point or box knob is shown (with its Viewer handle) when it has keys, hidden otherwise. Run when the
+    node is created or loaded (onCreate): Nuke does not save knob visibility with the script."""
+    for slot in object_slots(node):
+        for knob_name in slot_knob_names(node, slot):
+            if re.match(r"o\d+_(fg\d+|bg\d+|box)$", knob_name):
+                knob = node[knob_name]
+                knob.setVisible(bool(knob.isAnimated() and knob.getKeyList()))
+    node["channel"].setVisible(str(node["output"].value()) == "channel")
+    node["layer_prefix"].setVisible(str(node["output"].value()) != "channel")
 
 
 # --- the internal graph -----------------------------------------------------------------------------
