@@ -461,6 +461,7 @@ def test_problems_are_reported_not_raised(blender_python, extension_zip, mb_serv
         "dead_preview": "no reply",
         "dead_track": "no reply",
         "broken_preview": "server:",
+        "prompt_tool_exec": "the prompt tool is interactive",
     }
     assert r["online_access"][0] is False
     assert r["online_access"][1][0] == "error" and "Online Access is off" in r["online_access"][1][1]

@@ -58,10 +58,12 @@ def _check_finite(*values):
 
 
 class _SequencerOp:
+    """Operators on the active strip: always runnable, so a missing strip is reported in words (execute)
+    rather than as a failed poll."""
+
     @classmethod
     def poll(cls, context):
-        scene = strips.sequencer_scene(context)
-        return scene is not None and scene.sequence_editor is not None
+        return strips.sequencer_scene(context) is not None
 
 
 # --- prompts ---------------------------------------------------------------------------------------
@@ -393,10 +395,22 @@ DRAG_PIXELS = 5
 
 
 def _preview_region(area):
+    """The area's visible preview region (a Sequencer area in timeline-only view keeps a zero-size one)."""
     for region in area.regions:
-        if region.type == "PREVIEW":
+        if region.type == "PREVIEW" and region.width > 1 and region.height > 1:
             return region
     return None
+
+
+def _inside(region, event) -> bool:
+    x, y = event.mouse_x - region.x, event.mouse_y - region.y
+    return 0 <= x < region.width and 0 <= y < region.height
+
+
+def _over_other_region(area, event) -> bool:
+    """Sidebar, toolbar and header can overlap the preview: clicks there are theirs."""
+    return any(r.type in ("UI", "TOOLS", "HEADER", "TOOL_HEADER", "HUD", "FOOTER") and r.width > 1 and r.height > 1
+               and _inside(r, event) for r in area.regions)
 
 
 class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
@@ -406,10 +420,15 @@ class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
     bl_idname = "mattebridge.prompt_tool"
     bl_label = "Prompt Tool"
 
+    def execute(self, context):
+        self.report({"ERROR"}, "MatteBridge: the prompt tool is interactive; scripts use add_point and add_box")
+        return {"CANCELLED"}
+
     def invoke(self, context, event):
         area = context.area
         if area is None or area.type != "SEQUENCE_EDITOR" or _preview_region(area) is None:
-            area = next((a for a in context.screen.areas if a.type == "SEQUENCE_EDITOR" and _preview_region(a)), None)
+            areas = context.screen.areas if context.screen is not None else []
+            area = next((a for a in areas if a.type == "SEQUENCE_EDITOR" and _preview_region(a)), None)
         if area is None:
             self.report({"ERROR"}, "MatteBridge: open a Sequencer preview first")
             return {"CANCELLED"}
@@ -441,7 +460,7 @@ class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
         if region is None:
             return self._finish(context)
         mx, my = event.mouse_x - region.x, event.mouse_y - region.y
-        inside = 0 <= mx < region.width and 0 <= my < region.height
+        inside = _inside(region, event) and not _over_other_region(self._area, event)
         if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
             return self._finish(context)
         if event.type == "LEFTMOUSE" and event.value == "PRESS" and inside:

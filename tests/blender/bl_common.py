@@ -53,14 +53,14 @@ def prefs():
     return bpy.context.preferences.addons[MODULE].preferences
 
 
-def call(op, **kwargs):
+def call(op, *args, **kwargs):
     """Run an operator as a script does: ("ok", result set) or ("error", the reported message).
 
     Blender turns an ERROR report of an operator called from Python into a RuntimeError("Error: ...");
     a Python exception escaping an operator shows as "Error: Python: Traceback ..." instead.
     """
     try:
-        return "ok", sorted(op(**kwargs))
+        return "ok", sorted(op(*args, **kwargs))
     except RuntimeError as e:
         return "error", str(e)
 

@@ -33,6 +33,9 @@ def main(a):
     r["not_finite"] = bl.call(bpy.ops.mattebridge.add_point, x=math.nan, y=10)
     r["bad_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object="no spaces/slashes")
 
+    # the interactive tool, from a script / without a preview
+    r["prompt_tool_exec"] = bl.call(bpy.ops.mattebridge.prompt_tool)
+
     # nothing prompted
     r["nothing_prompted"] = bl.call(bpy.ops.mattebridge.track, direction="FORWARD")
 
