@@ -16,11 +16,12 @@ def logits_over_data_window(logits: np.ndarray, geometry: Geometry) -> np.ndarra
     return upsample_to_window(logits, (dw, dh), (x - dx, y - dy, w, h))
 
 
-def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw", guide=None) -> np.ndarray:
+def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw", guide=None, device=None) -> np.ndarray:
     """Alpha (data height, data width) float32 in 0..1.
 
     `raw`: sigmoid of the logits; `hard`: logits > 0; `soft`: raw refined against `guide`, the plate's
-    RGB over the data window, by a guided filter whose reach is one model-output cell.
+    RGB over the data window, by a guided filter whose reach is one model-output cell. `device`: a CUDA
+    device to run the filter on (None: numpy on the CPU).
     """
     up = logits_over_data_window(logits, geometry)
     if edge == "hard":
@@ -30,5 +31,5 @@ def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw",
         from .refine import refine_alpha
 
         cell = max(1, round(max(geometry.display[2], geometry.display[3]) / logits.shape[0]))
-        alpha = refine_alpha(alpha, guide, radius=cell, band=cell)
+        alpha = refine_alpha(alpha, guide, radius=cell, band=cell, device=device)
     return alpha

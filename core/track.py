@@ -207,7 +207,7 @@ class TrackRun:
         self.job, self.clip, self.model, self.keep_mattes = job, clip, model, keep_mattes
         self.stats = TrackStats()
         self.key = job_key(job, clip, model)
-        self.post = MattePost(job, model.predictor.image_size // 4, clip, {
+        self.post = MattePost(job, model.predictor.image_size // 4, clip, refine_device(model.device), {
             "version": __version__, "model": model.name, "checkpointSHA256": model.sha256,
             "prompts": job.prompts.to_json(), "edge": job.edge, "plate": clip.source,
             "layer": job.layer or "", "jobKey": self.key, **clip.transform.describe(),
@@ -307,6 +307,11 @@ class TrackRun:
             self.stats.seconds["colour"] = feed.seconds["colour"]
 
 
+def refine_device(device):
+    """Where soft edges are refined: the model's CUDA device when it has one, else numpy on the CPU."""
+    return device if getattr(device, "type", None) == "cuda" else None
+
+
 def _span(a: int, b: int) -> set:
     return set(range(min(a, b), max(a, b) + 1))
 
@@ -339,11 +344,11 @@ def remove_stale_temps(path: str) -> None:
 class MattePost:
     """Logits -> mattes on disk: stabilise, fill holes, edge mode, layout, QC and cut-outs."""
 
-    def __init__(self, job: TrackJob, grid: int, clip: PreparedClip, metadata: Dict[str, object]):
+    def __init__(self, job: TrackJob, grid: int, clip: PreparedClip, device, metadata: Dict[str, object]):
         from .confidence import QCReport
         from .temporal import TemporalSmoother
 
-        self.job, self.grid, self.clip, self.metadata = job, grid, clip, metadata
+        self.job, self.grid, self.clip, self.device, self.metadata = job, grid, clip, device, metadata
         self.smoothers = {o: TemporalSmoother(logits=True, radius=1) for o in job.prompts.objects}
         self.report = QCReport() if job.report else None
 
@@ -408,7 +413,7 @@ class MattePost:
             if logits is None:
                 mattes[obj] = np.zeros((geometry.data[3], geometry.data[2]), np.float32)
             else:
-                mattes[obj] = alpha_from_logits(logits, geometry, job.edge, plate.pixels if plate else None)
+                mattes[obj] = alpha_from_logits(logits, geometry, job.edge, plate.pixels if plate else None, self.device)
                 if job.layout != "cryptomatte":  # stored as half: QC and buffers see exactly what the file holds
                     mattes[obj] = mattes[obj].astype(np.float16).astype(np.float32)
                 scores[obj] = round(result.scores[obj], 4)

@@ -19,7 +19,7 @@ from mattebridge.core.prompts import FramePrompt, Point, Prompts
 from mattebridge.core.protocol import ProtocolError, check_window, field_of, unpack_array
 from mattebridge.core.sequence import FrameRange
 from mattebridge.core.track import (PreparedClip, TrackJob, TrackRun, check_job, engine_prompt, prepare_clip,
-                                    resolve_transform)
+                                    refine_device, resolve_transform)
 
 from .access import Roots
 
@@ -107,7 +107,8 @@ class ServerClip:
         cached = tracker.state["cached_features"].get(index)
         self._features = (index, cached) if cached is not None else None
         plate = self.prepared.read(frame) if edge == "soft" else None
-        alpha = alpha_from_logits(result.logits[obj], geometry, edge, plate.pixels if plate else None)
+        alpha = alpha_from_logits(result.logits[obj], geometry, edge, plate.pixels if plate else None,
+                                  refine_device(model.device))
         return alpha, geometry, result.scores.get(obj), (result.ious or {}).get(obj)
 
     def mask_file(self, frame: int, obj: str, mask: np.ndarray) -> str:
