@@ -424,3 +424,32 @@ def test_curve_keys_keep_out_clients_without_the_server_key(checkpoint, bedroom_
             assert client.hello()["model"] == "random_tiny.pt"
     finally:
         server.stop()
+
+
+def test_a_restarted_server_is_reported_as_such(checkpoint, tmp_path):
+    from mattebridge.core.client import ServerRestarted
+
+    server = ServerProcess(checkpoint, tmp_path)
+    client = Client(server.address, timeout=3, retries=1)
+    try:
+        server.stop()
+        server = ServerProcess(checkpoint, tmp_path, port=server.port)  # same address, new process
+        with pytest.raises(ServerRestarted, match="restarted"):
+            client.status()
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_the_client_is_numpy_and_pyzmq_only_and_python_3_9():
+    import ast
+    from pathlib import Path
+
+    core = Path(__file__).resolve().parent.parent / "core"
+    for name in ("client.py", "protocol.py", "shm.py", "errors.py", "__init__.py"):
+        ast.parse((core / name).read_text(), filename=name, feature_version=(3, 9))
+    code = ("import sys, mattebridge.core.client; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sam2', 'OpenImageIO', "
+            "'PyOpenColorIO', 'PySide6')); print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
