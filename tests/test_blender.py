@@ -260,6 +260,27 @@ def test_runner_against_a_real_server(mb_server, bedroom_plate, tmp_path):
     assert (px[..., 0] == px[..., 3]).all() and (px[..., 1] == px[..., 3]).all() and (px[..., 2] == px[..., 3]).all()
 
 
+def test_runner_reopens_its_clip_after_a_server_restart(checkpoint, bedroom_plate, tmp_path):
+    from conftest import ServerProcess
+
+    spec = jobs.ClipSpec(bedroom_plate, "1001-1002", "ACEScg", None)
+    first = ServerProcess(checkpoint, tmp_path)
+    conn = jobs.Connection(first.address, timeout=30)
+    try:
+        before = jobs.preview(conn, spec, 1001, "main", [(480, 270, True)], None)
+        old_session = conn.client().session
+        first.stop()
+        second = ServerProcess(checkpoint, tmp_path, port=first.port)
+        try:
+            after = jobs.preview(conn, spec, 1001, "main", [(480, 270, True)], None)  # ServerRestarted, handled
+            np.testing.assert_array_equal(after.alpha, before.alpha)  # same model, same prompt, same matte
+            assert conn.client().session != old_session and conn.client().ping()["session"] == conn.client().session
+        finally:
+            second.stop()
+    finally:
+        conn.forget()
+
+
 def test_runner_server_down_is_a_one_line_error():
     dead = f"tcp://127.0.0.1:{free_port()}"
     conn = jobs.Connection(dead, timeout=0.2)
@@ -358,6 +379,8 @@ def test_preview_gives_the_frames_matte(flow):
     p = r["previews"]["Scene/plate/main/1005"]
     assert p["shape"] == [540, 960] and p["dtype"] == "float32" and 0 <= p["min"] <= p["max"] <= 1
     assert p["geometry"]["display"] == [0, 0, 960, 540]
+    assert r["preview_box"] == ["ok", ["FINISHED"]]
+    assert r["previews_after_box"] == ["Scene/plate/main/1005", "Scene/plate/main/1008"]
     # the plate's colour as Blender sees it, through Blender's own OCIO config
     [(colorspace, display, view, config)] = r["clip_colour"]
     assert colorspace == "ACEScg" and config.endswith(os.path.join("datafiles", "colormanagement", "config.ocio"))

@@ -494,6 +494,7 @@ class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
                 add_point(context, prompt[1], prompt[2], not prompt[3], "")
             else:
                 add_box(context, prompt[1:], "")
+            bpy.ops.ed.undo_push(message="MatteBridge prompt")
             if settings(scene).auto_preview:
                 request_preview(context)
         except MatteBridgeError as e:

@@ -61,6 +61,10 @@ def main(a):
     scene.frame_current = 8  # file 1008
     r["add_box"] = bl.call(bpy.ops.mattebridge.add_box, x0=700, y0=500, x1=300, y1=100)  # corners in any order
     r["prompts_before_track"] = strip["mattebridge"].to_dict()
+    t0 = time.monotonic()
+    r["preview_box"] = bl.call(bpy.ops.mattebridge.preview)  # the clip is open now: only the model's time
+    r["preview_warm_seconds"] = time.monotonic() - t0
+    r["previews_after_box"] = sorted("/".join(map(str, k)) for k in runtime.STATE.previews)
 
     t0 = time.monotonic()
     r["track"] = bl.call(bpy.ops.mattebridge.track, direction="BOTH")
