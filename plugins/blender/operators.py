@@ -1,5 +1,4 @@
 """bpy.ops.mattebridge.*: prompts on the active strip, preview, track, and the prompt tool for the preview."""
-from __future__ import annotations
 
 import json
 import math

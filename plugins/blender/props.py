@@ -1,5 +1,4 @@
 """Add-on preferences (server address, default matte folder) and per-scene settings."""
-from __future__ import annotations
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, PointerProperty, StringProperty

@@ -36,7 +36,7 @@ def bright_centre(px):
 def main(a):
     r = {"placements": [], "timing": []}
     bl.install(a["zip"])
-    mapping, frames, strips = bl.addon("mapping"), bl.addon("frames"), bl.addon("strips")
+    mapping, strips = bl.addon("mapping"), bl.addon("strips")
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = W, H, 100
     scene.view_settings.view_transform = "Standard"
