@@ -170,11 +170,14 @@ def test_a_read_outside_the_servers_folders_is_rendered_instead(mb_server, tmp_p
     ({"fmt": (200, 70, 1.0)}, "preview", "the node's input is 200x70 (pixel aspect 1) but the frames from the plate are 100x70"),
     ({"input_bbox": (0, 0, 50, 35)}, "preview", "bbox 0,0 - 50,35 but the frames from the plate have 5,7 - 85,67"),
     ({"objects": [hero((1002, 30.0, 40.0))]}, "preview", "no prompts on frame 1001"),
+    ({"first": 1002}, "preview", "frame 1001 is outside the node's frame range 1002-1006"),
 ])
 def test_expected_failures_are_one_line(mb_server, plate, tmp_path, change, action, message):
     kw = {"objects": [hero((1001, 30.0, 40.0))]}
     kw.update(change)
     objects = kw.pop("objects")
+    if kw.get("first") == 1002:  # the prompt on the first frame of the range, the preview before it
+        objects = [hero((1002, 30.0, 40.0))]
     req = request(mb_server.address, plate, tmp_path / "cache", objects, **kw)
     outcome = jobs.Job(req, jobs.Host(), action, 1001 if action == "preview" else None).run()
     assert outcome.status == "failed" and message in outcome.message, outcome

@@ -299,3 +299,17 @@ def test_handles_without_an_input_start_in_the_middle_of_the_script_format(nuke,
     node.setInput(0, None)
     nuke.standin_press(node["o1_addfg"])
     assert (node["o1_fg1"].value(0), node["o1_fg1"].value(1)) == (960.0, 540.0)  # root format 1920x1080
+
+
+def test_the_standin_raises_on_what_it_does_not_know(nuke):
+    with pytest.raises(AttributeError):
+        nuke.nodes.Blur()
+    read = nuke.nodes.Read()
+    with pytest.raises(NameError):
+        read["no_such_knob"]
+    with pytest.raises(ValueError):
+        read["on_error"].setValue("ignore")
+    with pytest.raises(nuke.StandinError):
+        nuke.nodes.Read(no_such_knob=1)
+    with pytest.raises(AttributeError):
+        nuke.allNodes()

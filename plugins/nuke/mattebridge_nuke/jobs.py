@@ -147,7 +147,7 @@ class Job:
 
         task = self.host.progress(self.title)
         self._task = task
-        temp = tempfile.mkdtemp(prefix="mattebridge-nuke-")
+        temp = tempfile.mkdtemp(prefix="mattebridge-nuke-", dir=os.environ.get("MATTEBRIDGE_TMPDIR") or None)
         try:
             outcome = self._work(task, temp)
         except (JobError, prompt_records.PromptError, MatteBridgeError) as e:
@@ -234,6 +234,8 @@ class Job:
     # --- Preview: the current frame, at once --------------------------------------------------------------
     def _preview(self, client, ctx: KeyContext, cache, task, temp: str) -> Outcome:
         frame = self.frame
+        if not ctx.first <= frame <= ctx.last:
+            raise JobError(f"frame {frame} is outside the node's frame range {ctx.first}-{ctx.last}")
         objects = [o for o, per in ctx.prompts.items() if frame in per]
         if not objects:
             raise JobError(f"no prompts on frame {frame}: drag a point or the box of an object here first")
