@@ -18,6 +18,16 @@ MATTES = "mattebridge_mattes"  # custom property on a source strip: {object: mat
 MODIFIER = "MatteBridge"
 
 
+def top_strips(owner):
+    """Strips directly in a sequence editor or meta strip (Blender 4.4+: `strips`; 4.2-4.3: `sequences`)."""
+    return owner.strips if hasattr(owner, "strips") else owner.sequences
+
+
+def all_strips(ed):
+    """Every strip, meta contents included (4.4+: `strips_all`; 4.2-4.3: `sequences_all`)."""
+    return ed.strips_all if hasattr(ed, "strips_all") else ed.sequences_all
+
+
 def sequencer_scene(context):
     """The scene the Sequencer edits (5.0: `context.sequencer_scene`, which may differ from `context.scene`)."""
     return getattr(context, "sequencer_scene", None) or context.scene
@@ -56,7 +66,7 @@ def describe(scene, strip) -> StripSource:
     if strip.type != "IMAGE":
         raise PluginError(f"{strip.name!r} is a {strip.type.lower()} strip: MatteBridge reads image-sequence "
                           "strips (EXR, PNG, JPEG, TIFF, DPX)")
-    if len(strip.retiming_keys) > 0 or strip.strobe > 1.0:
+    if len(getattr(strip, "retiming_keys", ())) > 0 or strip.strobe > 1.0:  # retiming_keys: 4.4+
         raise PluginError(f"{strip.name!r} is retimed or strobed: MatteBridge needs one file per timeline frame")
     directory = bpy.path.abspath(strip.directory, library=strip.id_data.library)
     if not os.path.isabs(directory):
@@ -128,20 +138,20 @@ def matte_strip_for(scene, source_name: str, obj: str):
     """The matte strip made for `obj` of the source: as the source recorded it (survives renaming the
     source), else by the tag on the matte strip."""
     ed = scene.sequence_editor
-    src = ed.strips_all.get(source_name)
+    src = all_strips(ed).get(source_name)
     record = src.get(MATTES) if src is not None else None
     name = record.get(obj) if record is not None else None
-    if name and name in ed.strips_all and MATTE_OF in ed.strips_all[name]:
-        return ed.strips_all[name]
+    if name and name in all_strips(ed) and MATTE_OF in all_strips(ed)[name]:
+        return all_strips(ed)[name]
     tag = f"{source_name}/{obj}"
-    for s in ed.strips_all:
+    for s in all_strips(ed):
         if s.get(MATTE_OF) == tag:
             return s
     return None
 
 
 def _free_channel(scene, start: int, end: int, lowest: int, ignore=()) -> int:
-    busy = {s.channel for s in scene.sequence_editor.strips
+    busy = {s.channel for s in top_strips(scene.sequence_editor)
             if s.name not in ignore and s.frame_final_start < end and start < s.frame_final_end}
     channel = lowest
     while channel in busy:
@@ -155,7 +165,7 @@ def install_mattes(scene, source_name: str, paths_by_object: Dict[str, List[str]
     MASK modifier on the source using `mask_object`'s matte. Re-running replaces the strips (modifiers of any
     strip that used an old matte strip are pointed at the new one). Returns object -> matte strip name."""
     ed = scene.sequence_editor
-    src = ed.strips_all.get(source_name)
+    src = all_strips(ed).get(source_name)
     if src is None:
         raise PluginError(f"strip {source_name!r} is gone")
     start, end = int(src.frame_final_start), int(src.frame_final_end)
@@ -168,14 +178,14 @@ def install_mattes(scene, source_name: str, paths_by_object: Dict[str, List[str]
         users = []
         old_channel = None
         if old is not None:
-            users = [(s.name, m.name) for s in ed.strips_all for m in s.modifiers
+            users = [(s.name, m.name) for s in all_strips(ed) for m in s.modifiers
                      if getattr(m, "input_mask_strip", None) == old]
             old_channel = old.channel
             _remove(ed, old)
         channel = _free_channel(scene, start, end, old_channel if old_channel is not None else channel)
         name = f"{source_name}.{obj}.matte"
         directory = os.path.dirname(paths[0])
-        strip = ed.strips.new_image(name=name, filepath=paths[0], channel=channel, frame_start=start,
+        strip = top_strips(ed).new_image(name=name, filepath=paths[0], channel=channel, frame_start=start,
                                     fit_method="ORIGINAL")
         for p in paths[1:]:
             if os.path.dirname(p) != directory:
@@ -188,7 +198,7 @@ def install_mattes(scene, source_name: str, paths_by_object: Dict[str, List[str]
         if strip.channel != channel or int(strip.frame_final_start) != start:
             strip.channel, strip.frame_start = channel, start
         for user_name, mod_name in users:
-            user = ed.strips_all.get(user_name)
+            user = all_strips(ed).get(user_name)
             if user is not None and mod_name in user.modifiers:
                 user.modifiers[mod_name].input_mask_strip = strip
         made[obj] = strip.name
@@ -203,17 +213,17 @@ def install_mattes(scene, source_name: str, paths_by_object: Dict[str, List[str]
             with bpy.context.temp_override(sequencer_scene=scene):  # modifiers.new needs it (crashes without, 5.0.1)
                 mod = src.modifiers.new(MODIFIER, "MASK")
         mod.input_mask_type = "STRIP"
-        mod.input_mask_strip = ed.strips_all[made[mask_object]]
+        mod.input_mask_strip = all_strips(ed)[made[mask_object]]
     return made
 
 
 def _remove(ed, strip) -> None:
-    if strip.name in ed.strips:
-        ed.strips.remove(strip)
+    if strip.name in top_strips(ed):
+        top_strips(ed).remove(strip)
         return
-    for meta in ed.strips_all:
-        if meta.type == "META" and strip.name in meta.strips:
-            meta.strips.remove(strip)
+    for meta in all_strips(ed):
+        if meta.type == "META" and strip.name in top_strips(meta):
+            top_strips(meta).remove(strip)
             return
 
 

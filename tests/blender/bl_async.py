@@ -34,7 +34,7 @@ def main(a):
     strip = bl.image_strip(scene, "plate", a["plate_dir"], "plate.1001.exr", list(range(1001, 1009)))
     strip.colorspace_settings.name = "ACEScg"
     scene.sequence_editor.active_strip = strip
-    scene.sequence_editor.strips.new_effect("title", "COLOR", 3, 4, length=3)  # the channel above is taken here
+    bl.color_strip(scene.sequence_editor, "title", 3, 4, 3)  # the channel above is taken here
     scene.frame_current = 2  # file 1002
 
     t0 = time.monotonic()
@@ -62,7 +62,7 @@ def main(a):
     r["state"] = job.state
     r["message"] = list(state.last_message)
     r["tick_when_idle"] = tasks.tick()
-    mattes = [s for s in scene.sequence_editor.strips_all if s.get("mattebridge_matte_of")]
+    mattes = [s for s in bl.every(scene.sequence_editor) if s.get("mattebridge_matte_of")]
     r["mattes"] = [[s.name, s.channel] for s in mattes]
     if mattes:
         mattes[0]["marker"] = "first run"
@@ -79,7 +79,7 @@ def main(a):
     r["cancel_state"] = job2.state
     r["cancel_done"] = [job2.done, job2.total]
     r["cancel_message"] = list(state.last_message)
-    r["mattes_after_cancel"] = [(s.name, s.get("marker")) for s in scene.sequence_editor.strips_all
+    r["mattes_after_cancel"] = [(s.name, s.get("marker")) for s in bl.every(scene.sequence_editor)
                                 if s.get("mattebridge_matte_of")]
     return r
 

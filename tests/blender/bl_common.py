@@ -71,11 +71,27 @@ def image_strip(scene, name, directory, first_file, frames, channel=2, frame_sta
     import re
 
     ed = scene.sequence_editor or scene.sequence_editor_create()
-    strip = ed.strips.new_image(name, os.path.join(directory, first_file), channel, frame_start, fit_method=fit)
+    strip = top(ed).new_image(name, os.path.join(directory, first_file), channel, frame_start, fit_method=fit)
     m = re.match(r"^(.*?)(\d+)(\.\w+)$", first_file)
     for f in frames[1:]:
         strip.elements.append(f"{m.group(1)}{str(f).zfill(len(m.group(2)))}{m.group(3)}")
     return strip
+
+
+def top(owner):
+    """Top-level strips (Blender 4.4+ `strips`, 4.2-4.3 `sequences`: the scripts also run on 4.2 by hand)."""
+    return owner.strips if hasattr(owner, "strips") else owner.sequences
+
+
+def every(ed):
+    return ed.strips_all if hasattr(ed, "strips_all") else ed.sequences_all
+
+
+def color_strip(ed, name, channel, frame_start, length):
+    try:  # 5.0: length=; 4.2: frame_end=
+        return top(ed).new_effect(name, "COLOR", channel, frame_start, length=length)
+    except TypeError:
+        return top(ed).new_effect(name, "COLOR", channel, frame_start, frame_end=frame_start + length)
 
 
 def run(main) -> None:

@@ -20,7 +20,7 @@ def main(a):
     r["no_strip"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10)
 
     # strip types MatteBridge cannot read
-    color = ed.strips.new_effect("color", "COLOR", 5, 1, length=10)
+    color = bl.color_strip(ed, "color", 5, 1, 10)
     ed.active_strip = color
     r["color_strip"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10)
     gap = bl.image_strip(scene, "gappy", a["plate_dir"], "plate.1001.exr", [1001], channel=6)
@@ -61,7 +61,7 @@ def main(a):
     r["dead_track"] = bl.call(bpy.ops.mattebridge.track, direction="BOTH")
     runtime = bl.addon("runtime")
     r["server_state"] = [runtime.STATE.server.status, runtime.STATE.server.message]
-    r["strips_after_dead_track"] = sorted(s.name for s in ed.strips_all)
+    r["strips_after_dead_track"] = sorted(s.name for s in bl.every(ed))
 
     # a live server that cannot read the file
     bl.prefs().address, bl.prefs().timeout = a["address"], 30.0

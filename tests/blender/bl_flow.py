@@ -69,15 +69,15 @@ def main(a):
     t0 = time.monotonic()
     r["track"] = bl.call(bpy.ops.mattebridge.track, direction="BOTH")
     r["track_seconds"] = time.monotonic() - t0
-    r["after_track"] = {s.name: strip_state(ed, s) for s in ed.strips_all}
+    r["after_track"] = {s.name: strip_state(ed, s) for s in bl.every(ed)}
 
     # a grade limited by the matte, as a user would set it up: must follow the matte through a re-track
-    matte_name = next((s.name for s in ed.strips_all if s.get("mattebridge_matte_of")), None)
+    matte_name = next((s.name for s in bl.every(ed) if s.get("mattebridge_matte_of")), None)
     if matte_name:
         with bpy.context.temp_override(sequencer_scene=scene):
             grade = strip.modifiers.new("Grade", "BRIGHT_CONTRAST")
         grade.input_mask_type = "STRIP"
-        grade.input_mask_strip = ed.strips_all[matte_name]
+        grade.input_mask_strip = bl.every(ed)[matte_name]
 
     # render timeline frame 5 with the Mask modifier: alpha of the result = the matte
     scene.frame_current = 5
@@ -92,7 +92,7 @@ def main(a):
     r["add_correction"] = bl.call(bpy.ops.mattebridge.add_point, x=200, y=200, object="")
     r["add_second_object"] = bl.call(bpy.ops.mattebridge.add_point, x=800, y=100, object="prop")
     r["retrack"] = bl.call(bpy.ops.mattebridge.track, direction="FORWARD")
-    r["after_retrack"] = {s.name: strip_state(ed, s) for s in ed.strips_all}
+    r["after_retrack"] = {s.name: strip_state(ed, s) for s in bl.every(ed)}
 
     r["export"] = bl.call(bpy.ops.mattebridge.export_prompts, filepath=a["prompts_json"])
     r["clear_frame"] = bl.call(bpy.ops.mattebridge.clear)  # frame 1010 of "main"

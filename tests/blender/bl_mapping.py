@@ -56,7 +56,7 @@ def main(a):
     ]
     marker = a["marker"]  # plate pixel (x, y), top-left origin
     for name, fit, t in cases:
-        strip = ed.strips.new_image(name, a["marker_plate"], 2, 1, fit_method=fit)
+        strip = bl.top(ed).new_image(name, a["marker_plate"], 2, 1, fit_method=fit)
         if "offset" in t:
             strip.transform.offset_x, strip.transform.offset_y = t["offset"]
         if "scale" in t:
@@ -74,17 +74,17 @@ def main(a):
         r["placements"].append({"case": name, "expected": expected, "seen": seen, "back": back,
                                 "fit_scale": mapping.fit_scale(fit, place.image_w, place.image_h, W, H),
                                 "scale": [strip.transform.scale_x, strip.transform.scale_y]})
-        ed.strips.remove(strip)
+        bl.top(ed).remove(strip)
 
     # an EXR whose data window (40x30 at 10, 5) is smaller than its display window (80x60): Blender shows the
     # data window; a click maps to display-window pixels through the geometry the server reports
-    strip = ed.strips.new_image("data_window", a["window_plate"], 2, 1, fit_method="FIT")
+    strip = bl.top(ed).new_image("data_window", a["window_plate"], 2, 1, fit_method="FIT")
     place = strips.placement(scene, strip, {"display": [0, 0, 80, 60], "data": [10, 5, 40, 30]})
     vx, vy = place.plate_to_view(*a["window_marker"])
     seen = bright_centre(render(scene, os.path.join(a["work"], "data_window.exr")))
     r["data_window"] = {"expected": (vx + W / 2, H / 2 - vy), "seen": seen, "size": [place.image_w, place.image_h],
                         "back": place.view_to_plate(vx, vy)}
-    ed.strips.remove(strip)
+    bl.top(ed).remove(strip)
 
     # timing: file N holds the value N/64 everywhere
     for name, setup in (("plain", {}), ("trimmed", {"anim": (2, 1), "handles": (12, 17)}),
@@ -105,7 +105,7 @@ def main(a):
                          else source.files.frames[element]})
         r["timing"].append({"case": name, "rows": rows, "shown": source.shown,
                             "spec": [source.spec.pattern, source.spec.frames, source.spec.colorspace, source.spec.ocio]})
-        ed.strips.remove(strip)
+        bl.top(ed).remove(strip)
     return r
 
 

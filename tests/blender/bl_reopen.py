@@ -13,13 +13,13 @@ def main(a):
     bpy.ops.wm.open_mainfile(filepath=a["blend"])
     scene = bpy.context.scene
     ed = scene.sequence_editor
-    strip = ed.strips_all["plate"]
+    strip = bl.every(ed)["plate"]
     r["raw_before_addon"] = strip["mattebridge"].to_dict()  # plain custom properties: no add-on needed
     bl.install(a["zip"])
     ed.active_strip = strip
     r["export"] = bl.call(bpy.ops.mattebridge.export_prompts, filepath=a["prompts_json"])
     r["modifiers"] = [(m.name, m.type, m.input_mask_strip.name if m.input_mask_strip else None) for m in strip.modifiers]
-    r["mattes"] = sorted(s.name for s in ed.strips_all if s.get("mattebridge_matte_of"))
+    r["mattes"] = sorted(s.name for s in bl.every(ed) if s.get("mattebridge_matte_of"))
     r["settings_object"] = scene.mattebridge.object
     # the add-on unregisters cleanly and comes back
     bpy.ops.preferences.addon_disable(module=bl.MODULE)
@@ -28,7 +28,7 @@ def main(a):
     bpy.ops.preferences.addon_enable(module=bl.MODULE)
     r["after_enable"] = [hasattr(bpy.types.Scene, "mattebridge"), hasattr(bpy.types, "SEQUENCER_PT_mattebridge"),
                          len(bpy.app.handlers.load_post)]
-    r["prompts_after_reenable"] = ed.strips_all["plate"]["mattebridge"].to_dict()
+    r["prompts_after_reenable"] = bl.every(ed)["plate"]["mattebridge"].to_dict()
     return r
 
 
