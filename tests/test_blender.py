@@ -346,6 +346,8 @@ def run_blender(python, script: str, args: dict, work: Path, timeout: float = 30
     arg_path.write_text(json.dumps(args))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "OCIO", "VIRTUAL_ENV")}
     env["BLENDER_USER_RESOURCES"] = str(work / "user")
+    env["TMPDIR"] = str(work / "tmp")  # Blender's session temp folder stays with the test
+    (work / "tmp").mkdir(exist_ok=True)
     proc = subprocess.run([python, str(SCRIPTS / script), str(arg_path), str(out_path)], env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert out_path.exists(), f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
