@@ -92,6 +92,8 @@ class Client:
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        # a DEALER with no live peer (server down, CURVE handshake refused) blocks on send: bound it
+        self._sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         if server_key:
             self._sock.curve_serverkey = load_server_key(server_key)
             self._sock.curve_publickey, self._sock.curve_secretkey = zmq.curve_keypair()
@@ -117,7 +119,11 @@ class Client:
             if self._closed:
                 raise MatteBridgeError(f"{self.address}: client is closed")
             self._inbox.setdefault(msg.msg_id, deque())
-            self._sock.send_multipart(encode(msg), copy=False)
+            try:
+                self._sock.send_multipart(encode(msg), copy=False)
+            except zmq.Again:
+                raise ServerUnreachable(f"{self.address}: cannot send for {self.timeout:g}s: is `mattebridge serve` "
+                                        f"running (with the same --keys)?") from None
             self._last_send = time.monotonic()
 
     def _receive(self, wait: float) -> None:
@@ -203,8 +209,12 @@ class Client:
         while not self._stop.wait(self.heartbeat / 2):
             try:
                 with self._lock:
-                    if not self._closed and time.monotonic() - self._last_send >= self.heartbeat:
+                    if self._closed:
+                        return
+                    if time.monotonic() - self._last_send >= self.heartbeat:
                         self._send(Message("heartbeat"))
+            except ServerUnreachable:
+                continue  # the caller's next request reports it; beat again once the server is back
             except (zmq.ZMQError, MatteBridgeError):
                 return
 
