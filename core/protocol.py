@@ -124,6 +124,16 @@ def unpack_array(desc: Any, buffers: Sequence[Any], name: str, ndim: Tuple[int, 
     index, dtype, shape = desc.get("buffer"), desc.get("dtype"), desc.get("shape")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(buffers):
         raise ProtocolError("bad_buffer", f"{name}: buffer index {index!r} (message has {len(buffers)} buffer(s))")
+    expected = check_layout(dtype, shape, name, ndim, channels, max_side)
+    buf = buffers[index]
+    if len(buf) != expected:
+        raise ProtocolError("bad_buffer", f"{name}: {len(buf)} bytes for {dtype} {shape} (expected {expected})")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def check_layout(dtype: Any, shape: Any, name: str, ndim: Tuple[int, ...] = (2, 3),
+                 channels: Tuple[int, ...] = (1, 3, 4), max_side: int = 65536) -> int:
+    """A described array's dtype and shape, checked; returns its size in bytes."""
     if dtype not in DTYPES:
         raise ProtocolError("bad_buffer", f"{name}: dtype {dtype!r} (expected one of {', '.join(DTYPES)})")
     if (not isinstance(shape, list) or len(shape) not in ndim
@@ -132,11 +142,7 @@ def unpack_array(desc: Any, buffers: Sequence[Any], name: str, ndim: Tuple[int, 
                                           f"positive sizes)")
     if len(shape) == 3 and shape[2] not in channels:
         raise ProtocolError("bad_buffer", f"{name}: {shape[2]} channels (expected {' or '.join(map(str, channels))})")
-    buf = buffers[index]
-    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if len(buf) != expected:
-        raise ProtocolError("bad_buffer", f"{name}: {len(buf)} bytes for {dtype} {shape} (expected {expected})")
-    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+    return int(np.prod(shape)) * np.dtype(dtype).itemsize
 
 
 def check_window(value: Any, name: str) -> Tuple[int, int, int, int]:

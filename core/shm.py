@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .protocol import DTYPES, ProtocolError
+from .protocol import ProtocolError, check_layout
 
 
 def _attach(name: str) -> shared_memory.SharedMemory:
@@ -51,12 +51,7 @@ def read_shared(desc: Any) -> np.ndarray:
     if not isinstance(desc, dict) or not isinstance(desc.get("name"), str):
         raise ProtocolError("bad_field", "shm: expected {name, dtype, shape, offset}")
     dtype, shape, offset = desc.get("dtype"), desc.get("shape"), desc.get("offset", 0)
-    if dtype not in DTYPES:
-        raise ProtocolError("bad_buffer", f"shm: dtype {dtype!r} (expected one of {', '.join(DTYPES)})")
-    if (not isinstance(shape, list) or len(shape) not in (2, 3)
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 65536 for s in shape)
-            or (len(shape) == 3 and shape[2] not in (1, 3, 4))):
-        raise ProtocolError("bad_buffer", f"shm: shape {shape!r} (expected [h, w] or [h, w, 1|3|4])")
+    nbytes = check_layout(dtype, shape, "shm")
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise ProtocolError("bad_field", "shm: offset must be an integer >= 0")
     try:
@@ -64,7 +59,6 @@ def read_shared(desc: Any) -> np.ndarray:
     except (FileNotFoundError, ValueError, OSError) as e:
         raise ProtocolError("not_found", f"shm: segment {desc['name']!r} cannot be opened ({e})") from None
     try:
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if offset + nbytes > segment.size:
             raise ProtocolError("bad_buffer", f"shm: {dtype} {shape} at offset {offset} needs {offset + nbytes} bytes, "
                                               f"segment {desc['name']!r} has {segment.size}")

@@ -246,8 +246,7 @@ class TrackRun:
         from .feed import ModelFeed
 
         job, frames = self.job, self.job.frames
-        for path in {p for f in frames for p in self.outputs(f)}:
-            remove_stale_temps(path)
+        remove_stale_temps([p for f in frames for p in self.outputs(f)])
         done = {i for i, f in enumerate(frames) if self._done(f)}
         firsts, later, passes = plan_passes(job.prompts, frames, job.direction)
         handled = set()
@@ -328,17 +327,22 @@ def job_key(job: TrackJob, clip: PreparedClip, model) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def remove_stale_temps(path: str) -> None:
-    """Temp files a killed writer left next to `path` (write_matte's naming); never a finished file."""
-    folder, name = os.path.split(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        return
-    for entry in os.listdir(folder):
-        if entry.startswith("." + name + ".") and entry.endswith(".tmp.exr"):
-            try:
-                os.unlink(os.path.join(folder, entry))
-            except OSError:
-                pass
+def remove_stale_temps(paths: List[str]) -> None:
+    """Temp files a killed writer left next to `paths` (write_matte's naming); never a finished file.
+    Each folder is listed once, however many outputs it holds."""
+    names_by_folder: Dict[str, set] = {}
+    for path in paths:
+        folder, name = os.path.split(os.path.abspath(path))
+        names_by_folder.setdefault(folder, set()).add(name)
+    for folder, names in names_by_folder.items():
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.listdir(folder):
+            if entry.startswith(".") and entry.endswith(".tmp.exr") and entry[1:].rsplit(".", 3)[0] in names:
+                try:
+                    os.unlink(os.path.join(folder, entry))
+                except OSError:
+                    pass
 
 
 class MattePost:

@@ -7,7 +7,6 @@ a timeout), and hands everything else to the worker, whose replies it sends on.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import signal
 import socket

@@ -16,6 +16,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional
 
+from mattebridge.core.alpha import EDGE_MODES
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
 from mattebridge.core.track import TrackRun
@@ -179,8 +180,8 @@ class Worker(threading.Thread):
         frame = clip.frames.first + index
         obj = field_of(msg.content, "object", str)
         edge = field_of(msg.content, "edge", str, "soft")
-        if edge not in ("soft", "raw", "hard"):
-            raise ProtocolError("bad_field", f"edge: {edge!r} (expected soft, raw or hard)")
+        if edge not in EDGE_MODES:
+            raise ProtocolError("bad_field", f"edge: {edge!r} (expected one of {', '.join(EDGE_MODES)})")
         fp = prompt_from_content(clip, frame, msg.content, msg.buffers)
         try:
             clip.prompts.on(obj, frame)
