@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-FOOTAGE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "footage", "bedroom")
+FOOTAGE = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "bedroom")
 
 
 def make_plate(folder: str, count: int, width: int, height: int) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FOOTAGE = REPO.parent / "shared" / "footage" / "bedroom"
+FOOTAGE = REPO / "tests" / "data" / "bedroom"  # real footage, Apache-2.0 (see its README.md)
 TEST_SIZE = 256  # model input size for CPU tests (parameter shapes do not depend on it)
 
 
