@@ -68,14 +68,40 @@ def cryptomatte_metadata(layer_type: str, names: Iterable[str]) -> Dict[str, str
             prefix + "conversion": "uint32_to_float32", prefix + "manifest": manifest(names)}
 
 
+def shared_coverage(alphas: np.ndarray) -> np.ndarray:
+    """Per-object alphas (N, H, W) -> Cryptomatte coverages: how overlapping objects share a pixel.
+
+    The tracker gives each object its own alpha, and where objects overlap those alphas add up to more
+    than the pixel (two objects each 1 over the same pixel). Cryptomatte coverages are fractions of one
+    pixel's samples, so they must add up to at most 1. The pixel's total coverage is taken as
+    min(1, sum of alphas) -- the same union the cutout's alpha uses -- and split in proportion:
+
+        coverage_i = alpha_i                   where sum(alpha) <= 1 (untouched, bit for bit)
+        coverage_i = alpha_i / sum(alpha)      where sum(alpha) > 1 (the objects must overlap there)
+
+    So a single object, or objects meeting edge to edge, decode exactly to their alphas; two objects
+    both fully over a pixel decode to 0.5 each and 1 together; the ranking order is unchanged (one
+    factor per pixel). The split is continuous in the alphas (no seam where the sum crosses 1).
+    Alphas are clamped to [0, 1] first and NaN counts as 0. Float32 rounding can leave a shared pixel's
+    sum a few ulps (~1e-7) above 1.
+    """
+    a = np.clip(np.asarray(alphas, np.float32), 0.0, 1.0) + np.float32(0)  # -0 -> +0
+    np.nan_to_num(a, copy=False, nan=0.0)
+    total = a.sum(axis=0, dtype=np.float64)
+    scale = np.ones(total.shape, np.float64)
+    np.divide(1.0, total, out=scale, where=total > 1.0)
+    return a * scale.astype(np.float32)  # 1.0 (alphas untouched) wherever they add up to at most 1
+
+
 def cryptomatte_channels(layer_type: str, mattes: Mapping[str, np.ndarray],
                          ranks: Optional[int] = None) -> Dict[str, np.ndarray]:
     """`{type}NN.R/G/B/A` float32 channels: per pixel, (id, coverage) pairs by coverage, highest first.
 
     `ranks` defaults to the number of objects rounded up to even (the spec suggests 6 for renders,
-    where many ids meet in a pixel; here only tracked objects can). Coverage is each object's own
-    alpha, unnormalised: decoding one id gives back exactly that object's matte. Ties keep the
-    order of `mattes`; empty ranks hold id 0 and coverage 0, as the spec asks.
+    where many ids meet in a pixel; here only tracked objects can). Coverage is the fraction of the
+    pixel each id covers, so a pixel's coverages add up to at most 1 (spec v1.2, "Ranking Pixel
+    Filter"; see `shared_coverage`). Ties keep the order of `mattes`; empty ranks hold id 0 and
+    coverage 0, as the spec asks.
     """
     if not mattes:
         raise MatteBridgeError("cryptomatte: no mattes to encode")
@@ -86,7 +112,7 @@ def cryptomatte_channels(layer_type: str, mattes: Mapping[str, np.ndarray],
     ranks = ranks if ranks is not None else len(names) + len(names) % 2
     if ranks < 1:
         raise MatteBridgeError(f"cryptomatte: ranks must be at least 1 (got {ranks})")
-    cover = np.stack([np.clip(np.asarray(mattes[n], np.float32), 0.0, 1.0) for n in names])  # (N, H, W)
+    cover = shared_coverage(np.stack([np.asarray(mattes[n], np.float32) for n in names]))  # (N, H, W)
     ids = np.array([name_to_float(n) for n in names], np.float32)
     order = np.argsort(-cover, axis=0, kind="stable")[:ranks]
     cov = np.take_along_axis(cover, order, axis=0)
