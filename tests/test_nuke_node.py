@@ -26,11 +26,12 @@ def nuke():
         wait_job(job, standin)
 
 
-def script(nuke, tmp_path, server, upstream="read", last=1006, **plate_kw):
-    """A saved script: plate Read (-> Grade or Dot) -> MatteBridge, created from the menu, current frame 1002."""
+def script(nuke, tmp_path, server, upstream="read", last=1006, colorspace="default (scene_linear)", **plate_kw):
+    """A saved script: plate Read (-> Grade or Dot) -> MatteBridge, created from the menu, current frame 1002.
+    The Read's colour space reads the way Nuke shows a resolved default (the stand-in's own is a bare "default")."""
     pattern = small_plate(tmp_path / "plate", last=last, **plate_kw)
     nuke.root()["name"].setValue(str(tmp_path / "comp.nk"))
-    read = nuke.nodes.Read(file=pattern, first=1001, last=last)
+    read = nuke.nodes.Read(file=pattern, first=1001, last=last, colorspace=colorspace)
     tip = read
     if upstream == "grade":
         tip = nuke.nodes.Grade(multiply=1.25)
@@ -84,7 +85,8 @@ def test_the_node_comes_with_one_object_and_its_graph(nuke, tmp_path, mb_server)
     inner = {n.name(): n for n in node.nodes()}
     assert set(inner) == {"plate", "Output1", "mb_read_1", "mb_copy_1"}
     mread, copy = inner["mb_read_1"], inner["mb_copy_1"]
-    assert mread["file"].value() == "[file dirname [value root.name]]/mattebridge/[value parent.name]/main/main.####.exr"
+    assert mread["file"].getText() == "[file dirname [value root.name]]/mattebridge/[value parent.name]/main/main.####.exr"
+    assert mread["file"].value().endswith("/main/main.%04d.exr")  # Nuke's value(): printf notation
     assert mread["raw"].value() and mread["on_error"].value() == "black"
     assert copy.input(0) is inner["plate"] and copy.input(1) is mread and copy["to0"].value() == "rgba.alpha"
     assert inner["Output1"].input(0) is copy
@@ -313,3 +315,100 @@ def test_the_standin_raises_on_what_it_does_not_know(nuke):
         nuke.nodes.Read(no_such_knob=1)
     with pytest.raises(AttributeError):
         nuke.allNodes()
+
+
+# --- where Nuke is less kind than a naive stand-in (tests/nuke/standin_nuke.py, docstring) ------------------
+def test_execute_in_main_thread_with_result_is_modelled_like_nuke(nuke, capfd):
+    with pytest.raises(nuke.StandinError, match="would hang in Nuke"):
+        nuke.executeInMainThreadWithResult(lambda: 1)  # from the main thread: Nuke deadlocks
+
+    def boom():
+        raise ValueError("boom")
+
+    got = []
+    t = threading.Thread(target=lambda: got.append(nuke.executeInMainThreadWithResult(boom)))
+    t.start()
+    nuke.standin_process_events(until=lambda: not t.is_alive())
+    t.join()
+    assert got == [None] and "ValueError: boom" in capfd.readouterr().err  # printed, not raised
+
+
+def test_a_failure_on_the_main_thread_reaches_the_job_not_nukes_console(nuke, tmp_path, mb_server, monkeypatch):
+    """Nuke swallows the main-thread call's exception (prints it, returns None): the job must still fail with
+    the reason (jobs._on_main hands it back as a value)."""
+    from mattebridge_nuke import nukehost
+
+    _, node, _ = script(nuke, tmp_path, mb_server, upstream="grade")
+    add_point(nuke, node, 30.0, 40.0)
+
+    def render(node, pattern, first, last):
+        raise nukehost.JobError("rendering the node's input, frames %d-%d: disk full" % (first, last))
+
+    monkeypatch.setattr(nukehost, "render_input", render)
+    outcome = press(nuke, node["preview"])
+    assert outcome.status == "failed" and outcome.message.endswith("frames 1002-1002: disk full"), outcome
+    assert node["status"].value() == outcome.message
+
+
+def test_knob_changed_runs_for_the_plugins_own_changes_too(nuke, tmp_path, mb_server):
+    _, node, _ = script(nuke, tmp_path, mb_server)
+    seen = []
+    from mattebridge_nuke import callbacks
+
+    real = callbacks._knob_changed
+    callbacks._knob_changed = lambda n, k: (seen.append(k.name()), real(n, k))
+    try:
+        node["edge"].setValue("hard")  # from code, panel closed: Nuke runs knobChanged
+        node.setInput(0, node.input(0))  # a dummy knob, as Nuke does when inputs change
+    finally:
+        callbacks._knob_changed = real
+    assert seen == ["edge", "inputChange"]
+    fg = add_point(nuke, node, 30.0, 40.0)
+    nuke.standin_set_frame(1004)
+    nuke.standin_user_set(fg, 35.0, 42.0)
+    assert fg.getKeyList() == [1002.0, 1004.0]
+    nuke.standin_press(node["o1_clear"])  # its removeKeyAt runs knobChanged, which must not key 1004 again
+    assert fg.getKeyList() == [1002.0] and node["o1_frames"].value() == "1002"
+
+
+def test_the_internal_write_sets_file_type_before_the_exr_knobs(nuke, tmp_path, mb_server):
+    write = nuke.nodes.Write()
+    assert "datatype" not in write.knobs() and "compression" not in write.knobs()
+    with pytest.raises(nuke.StandinError, match="no knob 'datatype'"):
+        nuke.nodes.Write(file_type="exr", datatype="32 bit float")
+    write["file_type"].setValue("exr")
+    assert write["datatype"].value() == "16 bit half" and write["compression"].value() == "Zip (1 scanline)"
+    _, node, _ = script(nuke, tmp_path, mb_server, upstream="grade")
+    add_point(nuke, node, 30.0, 40.0)
+    assert press(nuke, node["preview"]).status == "done"
+    matte, spec = cached(node, "main", 1002)
+    (_, _, _, _, pattern), = nuke.standin_executed()
+    assert pattern.endswith("input.%04d.exr")
+
+
+def test_a_read_typed_with_hashes_is_used_directly(nuke, tmp_path, mb_server):
+    read, node, pattern = script(nuke, tmp_path, mb_server)
+    read["file"].setValue(pattern.replace("%04d", "####"))  # as a user types it
+    assert read["file"].value() == pattern  # Nuke gives %04d back
+    add_point(nuke, node, 30.0, 40.0)
+    assert press(nuke, node["preview"]).status == "done"
+    assert nuke.standin_executed() == []  # the Read's own files, not a render
+
+
+@pytest.mark.parametrize("colorspace, override, direct", [
+    ("default", "", False),  # a bare default names no space: the input is rendered in the working space
+    ("default", "ACEScg", True),  # the node's override names it
+    ("default (scene_linear)", "", True),
+    ("scene_linear", "", True),
+])
+def test_the_reads_colour_space_as_nuke_shows_it(nuke, tmp_path, mb_server, colorspace, override, direct):
+    from mattebridge_nuke import nukehost
+
+    _, node, _ = script(nuke, tmp_path, mb_server, colorspace=colorspace)
+    node["colorspace"].setValue(override)
+    source = nukehost.input_source(node, 1001, 1006)
+    assert (source.pattern is not None) == direct, source
+    if direct:
+        assert source.colorspace == (override or "scene_linear")
+    else:
+        assert source.colorspace == "scene_linear"  # the working space the render is in

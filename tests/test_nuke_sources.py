@@ -36,6 +36,9 @@ def test_colour_space_names():
     assert sources.server_colorspace("default (ACEScg)", False) == "ACEScg"
     assert sources.server_colorspace("linear", True) == "Linear Rec.709 (sRGB)"
     assert sources.server_colorspace("", False) is None
+    assert sources.server_colorspace("default", False) is None  # Nuke's bare default names no space
+    assert sources.server_colorspace(" default ", True) is None
+    assert sources.server_colorspace("default (sRGB)", True) == "sRGB - Texture"
 
 
 def read(pattern, **kw):

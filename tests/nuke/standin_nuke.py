@@ -9,6 +9,19 @@ else: unknown functions, classes, knobs and enumeration values. Nodes and knobs 
 the thread that reset the stand-in (Nuke's main thread); calls from other threads raise, and
 executeInMainThread work waits in a queue until the test pumps it (`process_events`).
 
+Where Nuke is less kind than a naive fake, so is this (docs/nuke.md lists each for a real-Nuke check):
+- executeInMainThreadWithResult: when the call raises, Nuke prints the traceback and returns None (it does
+  not re-raise: nuke_internal/executeInMain.py); called from the main thread it would hang Nuke, so here
+  it raises StandinError("... would hang in Nuke").
+- knobChanged runs on every knob value change, programmatic ones included, with the panel open or closed,
+  and with dummy knobs (showPanel, inputChange) when the panel opens or an input changes
+  (nuke.addKnobChanged, Nuke 17.1 docs).
+- A fresh Write has no `datatype`/`compression` knobs: they appear when `file_type` becomes exr, and
+  nuke.nodes.Write(**knobs) only takes knobs a fresh Write has (the order Nuke applies them in is not
+  documented).
+- File_Knob.value() gives frame numbers in printf notation (`%04d`) even where `####` was typed.
+- A Read's `colorspace` reads the bare `default` until set (Nuke may also show `default (sRGB)`).
+
 To let tests look at pixels it also renders a few node classes (Read, Write, Copy, Merge2, Grade, Dot,
 Input, Output, Group) with OpenImageIO and numpy, following Nuke's conventions as documented: origin
 bottom-left, y up, format = display window, bbox = data window. In proxy mode it assumes the worst Nuke
@@ -23,6 +36,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 
 import numpy as np
 
@@ -104,6 +118,18 @@ def layers(node=None):
 
 
 # --- knobs ----------------------------------------------------------------------------------------
+def _changed(knob):
+    """Nuke runs the node's knobChanged after any change of a knob's value, programmatic or not."""
+    if _state.get("quiet"):
+        return
+    node = knob._node
+    if node is None:
+        return
+    script = node._knobs.get("knobChanged")
+    if script is not None and script is not knob and script._value:
+        _run_script(script._value, node, knob)
+
+
 class Knob(_Guarded):
     def __init__(self, name, label=None, *rest):
         self._name, self._label = name, label if label is not None else name
@@ -166,6 +192,7 @@ class String_Knob(Knob):  # noqa: N801
 
     def setValue(self, value):  # noqa: N802
         self._value = str(value)
+        _changed(self)
 
 
 class EvalString_Knob(String_Knob):  # noqa: N801
@@ -174,7 +201,9 @@ class EvalString_Knob(String_Knob):  # noqa: N801
 
 
 class File_Knob(EvalString_Knob):  # noqa: N801
-    pass
+    def value(self):
+        """Like Nuke: frame numbers in printf notation, `####` -> `%04d` (getText() keeps what was typed)."""
+        return re.sub(r"#+", lambda m: "%%0%dd" % len(m.group(0)), self._value)
 
 
 class Text_Knob(String_Knob):  # noqa: N801
@@ -193,6 +222,7 @@ class Int_Knob(Knob):  # noqa: N801
         if isinstance(value, bool) or int(value) != value:
             raise TypeError("standin: Int_Knob %s: %r is not an int" % (self._name, value))
         self._value = int(value)
+        _changed(self)
 
 
 class Double_Knob(Knob):  # noqa: N801
@@ -205,6 +235,7 @@ class Double_Knob(Knob):  # noqa: N801
 
     def setValue(self, value):  # noqa: N802
         self._value = float(value)
+        _changed(self)
 
 
 class Boolean_Knob(Knob):  # noqa: N801
@@ -217,6 +248,7 @@ class Boolean_Knob(Knob):  # noqa: N801
 
     def setValue(self, value):  # noqa: N802
         self._value = bool(value)
+        _changed(self)
 
 
 class Enumeration_Knob(Knob):  # noqa: N801
@@ -236,6 +268,9 @@ class Enumeration_Knob(Knob):  # noqa: N801
             self._index = self._values.index(value)
         else:
             raise ValueError("standin: %s: %r is not one of %s" % (self._name, value, self._values))
+        if self._node is not None and self._node._class == "Write" and self._name == "file_type":
+            self._node._file_type_knobs()
+        _changed(self)
 
 
 class PyScript_Knob(Knob):  # noqa: N801
@@ -280,11 +315,13 @@ class Array_Knob(Knob):  # noqa: N801
         if self._curves is None:
             now = frame()
             self._curves = [{now: v} for v in self._values]
+            _changed(self)
 
     def clearAnimated(self):  # noqa: N802
         if self._curves is not None:
             self._values = [self.getValueAt(frame(), i) for i in range(self.SIZE)]
-        self._curves = None
+            self._curves = None
+            _changed(self)
 
     def getValueAt(self, time, index):  # noqa: N802
         self._check(index)
@@ -313,6 +350,7 @@ class Array_Knob(Knob):  # noqa: N801
             self._values[index] = float(value)
         else:
             self._curves[index][frame()] = float(value)
+        _changed(self)
 
     def setValueAt(self, value, time, index):  # noqa: N802
         self._check(index)
@@ -320,6 +358,7 @@ class Array_Knob(Knob):  # noqa: N801
             raise StandinError("standin: %s: setValueAt on a knob that is not animated (call setAnimated first)"
                                % self._name)
         self._curves[index][float(time)] = float(value)
+        _changed(self)
 
     def isKeyAt(self, time):  # noqa: N802
         return self._curves is not None and any(float(time) in c for c in self._curves)
@@ -333,6 +372,7 @@ class Array_Knob(Knob):  # noqa: N801
         if self._curves is not None:
             for c in self._curves:
                 c.pop(float(time), None)
+            _changed(self)
 
     def toScript(self):  # noqa: N802
         if self._curves is None:
@@ -359,6 +399,7 @@ class Format_Knob(Knob):  # noqa: N801
 
     def setValue(self, fmt):  # noqa: N802
         self._format = fmt
+        _changed(self)
 
     def toScript(self):  # noqa: N802
         f = self._format
@@ -366,6 +407,12 @@ class Format_Knob(Knob):  # noqa: N801
 
 
 # --- nodes ----------------------------------------------------------------------------------------
+def _exr_knobs():
+    return [_enum("datatype", ["16 bit half", "32 bit float"]),
+            _enum("compression", ["none", "Zip (1 scanline)", "Zip (16 scanlines)", "PIZ Wavelet (32 scanlines)",
+                                  "RLE", "B44", "DWAA", "DWAB"], "Zip (1 scanline)")]
+
+
 def _enum(name, values, default=None):
     k = Enumeration_Knob(name, name, values)
     if default is not None:
@@ -400,15 +447,13 @@ def _common():
 CLASS_KNOBS = {
     "Read": lambda: [File_Knob("file", "file"), _int("first", 1), _int("last", 1), _int("origfirst", 1),
                      _int("origlast", 1), _string("frame"), _enum("frame_mode", ["expression", "start at", "offset"]),
-                     _bool("raw"), _string("colorspace", "default (scene_linear)"),
+                     _bool("raw"), _string("colorspace", "default"),
                      _enum("before", ["hold", "loop", "bounce", "black"]),
                      _enum("after", ["hold", "loop", "bounce", "black"]),
                      _enum("on_error", ["error", "black", "checkerboard", "nearest frame"]),
                      _Reload("reload", "reload")],
+    # datatype and compression come with file_type exr (Node._file_type_knobs), as in Nuke
     "Write": lambda: [File_Knob("file", "file"), _enum("file_type", ["", "exr", "dpx", "tiff", "png", "jpeg"]),
-                      _enum("datatype", ["16 bit half", "32 bit float"]),
-                      _enum("compression", ["none", "Zip (1 scanline)", "Zip (16 scanlines)", "PIZ Wavelet (32 scanlines)",
-                                            "RLE", "B44", "DWAA", "DWAB"]),
                       _enum("channels", ["rgb", "rgba", "alpha", "all"], "rgb")],
     "Copy": lambda: [_string("from0", "rgba.alpha"), _string("to0", "rgba.alpha"),
                      _enum("bbox", ["union", "B side", "A side", "intersection"])],
@@ -435,6 +480,23 @@ class Node(_Guarded):
         self._reloads, self._panel_shown = 0, False
         for k in ([] if cls == "Root" else _common()) + CLASS_KNOBS[cls]():
             self._attach(k)
+
+    def _file_type_knobs(self):
+        """A Write's format knobs follow its file_type: exr adds datatype and compression, others drop them."""
+        exr = self._knobs["file_type"].value() == "exr"
+        for knob in _exr_knobs():
+            if exr and knob._name not in self._knobs:
+                self._attach(knob)
+            elif not exr:
+                self._knobs.pop(knob._name, None)
+
+    def _dummy_knob_changed(self, name):
+        """Nuke also runs knobChanged with dummy knobs when the panel opens or an input changes."""
+        script = self._knobs.get("knobChanged")
+        if script is not None and script._value and not _state.get("quiet"):
+            dummy = Knob(name)
+            dummy._node = self
+            _run_script(script._value, self, dummy)
 
     def _attach(self, knob):
         if knob._name in self._knobs:
@@ -493,10 +555,12 @@ class Node(_Guarded):
         self._inputs[i] = node
         while self._inputs and self._inputs[-1] is None:
             self._inputs.pop()
+        self._dummy_knob_changed("inputChange")
         return True
 
     def showControlPanel(self):  # noqa: N802
         self._panel_shown = True
+        self._dummy_knob_changed("showPanel")
 
     # group
     def begin(self):
@@ -560,9 +624,10 @@ def _create(cls, **knobs):
     node = Node(cls, parent)
     parent._children.append(node)
     node.setName(cls + "1" if cls not in ("Input", "Output") else cls + "1")
+    missing = [name for name in knobs if name not in node._knobs]
+    if missing:  # checked before any is set: in which order Nuke applies them is not documented
+        raise StandinError("standin: a new %s has no knob %s" % (cls, ", ".join(repr(n) for n in missing)))
     for name, value in knobs.items():
-        if name not in node._knobs:
-            raise StandinError("standin: %s has no knob %r" % (cls, name))
         node._knobs[name].setValue(value)
     return node
 
@@ -658,17 +723,25 @@ def menu(name):
 
 # --- threads --------------------------------------------------------------------------------------
 def executeInMainThread(call, args=(), kwargs=None):  # noqa: N802
+    if not isinstance(args, tuple):
+        args = (args,)
     _state["queue"].put((call, tuple(args), dict(kwargs or {}), None))
 
 
 def executeInMainThreadWithResult(call, args=(), kwargs=None):  # noqa: N802
+    """Like Nuke (nuke_internal/executeInMain.py): waits for the main thread; if the call raised, the traceback
+    is printed and None comes back. From the main thread Nuke would wait for itself forever."""
     if threading.current_thread() is _state["main"]:
-        return call(*args, **(kwargs or {}))
+        raise StandinError("standin: executeInMainThreadWithResult called on the main thread: this would hang in "
+                           "Nuke (it waits for the main thread, which is the caller)")
+    if not isinstance(args, tuple):
+        args = (args,)
     done = {"event": threading.Event()}
     _state["queue"].put((call, tuple(args), dict(kwargs or {}), done))
     done["event"].wait()
     if "error" in done:
-        raise done["error"]
+        traceback.print_exception(type(done["error"]), done["error"], done["error"].__traceback__)
+        return None
     return done["result"]
 
 
@@ -766,16 +839,17 @@ def standin_process_events(until=None, timeout=60.0):
 
 def standin_user_set(knob, *values):
     """What a user's edit in the panel or a handle drag in the Viewer does: the value changes (with a key
-    on the current frame if the knob is animated), then the node's knobChanged runs."""
-    if isinstance(knob, Array_Knob):
-        for i, v in enumerate(values):
-            knob.setValue(v, i)
-    else:
-        knob.setValue(values[0])
-    node = knob._node
-    script = node._knobs.get("knobChanged")
-    if script is not None and script.value():
-        _run_script(script.value(), node, knob)
+    on the current frame if the knob is animated), then the node's knobChanged runs once."""
+    _state["quiet"] = True
+    try:
+        if isinstance(knob, Array_Knob):
+            for i, v in enumerate(values):
+                knob.setValue(v, i)
+        else:
+            knob.setValue(values[0])
+    finally:
+        _state["quiet"] = False
+    _changed(knob)
 
 
 def standin_load(node):
@@ -966,7 +1040,8 @@ def _write_frame(node, f):
     names = {"rgb": ["red", "green", "blue"], "rgba": ["red", "green", "blue", "alpha"]}[node["channels"].value()]
     w, h, aspect = image.format
     x, y, r, t = image.bbox
-    spec = oiio.ImageSpec(r - x, t - y, len(names), "float" if node["datatype"].value() == "32 bit float" else "half")
+    datatype = node["datatype"].value() if "datatype" in node._knobs else "16 bit half"
+    spec = oiio.ImageSpec(r - x, t - y, len(names), "float" if datatype == "32 bit float" else "half")
     spec.x, spec.y = x, h - t
     spec.full_x, spec.full_y, spec.full_width, spec.full_height = 0, 0, w, h
     spec.channelnames = tuple({"red": "R", "green": "G", "blue": "B", "alpha": "A"}[n] for n in names)

@@ -1,4 +1,10 @@
-"""What the node's buttons and its knobChanged run (main thread). Jobs run in threads (jobs.py)."""
+"""What the node's buttons and its knobChanged run (main thread). Jobs run in threads (jobs.py).
+
+Nuke runs knobChanged after every knob change, the plugin's own setValue/setValueAt/removeKeyAt included
+(nuke.addKnobChanged, Nuke 17.1 docs): whatever changes knobs here does it inside `_own_changes()`, which
+knob_changed ignores, then updates what depends on them once.
+"""
+import contextlib
 import functools
 import os
 import re
@@ -19,7 +25,18 @@ OBJECT_KNOB = re.compile(r"o(\d+)_(name|on)$")
 OUTPUT_KNOBS = ("output", "channel", "layer_prefix", "missing", "cache")
 
 _jobs: Dict[str, Job] = {}  # node's full name -> its running job
-_in_knob_changed = False
+_in_knob_changed = False  # True while the plugin itself changes knobs: knob_changed ignores those changes
+
+
+@contextlib.contextmanager
+def _own_changes():
+    global _in_knob_changed
+    outer = _in_knob_changed
+    _in_knob_changed = True
+    try:
+        yield
+    finally:
+        _in_knob_changed = outer
 
 
 def _status(node, text: str) -> None:
@@ -93,11 +110,15 @@ def _progress(node) -> None:
 
 # --- knobs ---------------------------------------------------------------------------------------------
 def knob_changed(node, knob) -> None:
-    """The Group's knobChanged: keys for dragged handles, the cache kept in line, the graph rebuilt."""
-    global _in_knob_changed
+    """The Group's knobChanged: keys for dragged handles, the cache kept in line, the graph rebuilt. It runs
+    for the user's edits; changes the plugin makes itself (inside _own_changes) are ignored."""
     if _in_knob_changed or knob is None:
         return
-    _in_knob_changed = True
+    with _own_changes():
+        _knob_changed(node, knob)
+
+
+def _knob_changed(node, knob) -> None:
     try:
         name = knob.name()
         prompt = PROMPT_KNOB.match(name)
@@ -123,8 +144,6 @@ def knob_changed(node, knob) -> None:
     except Exception as e:  # noqa: BLE001 - a bug: keep Nuke usable, show it, log the details
         traceback.print_exc(file=sys.stderr)
         _status(node, "error: %s: %s (details in the console)" % (type(e).__name__, e))
-    finally:
-        _in_knob_changed = False
 
 
 def key_here(knob) -> None:
@@ -177,12 +196,14 @@ def sync(node) -> None:
 
 # --- object buttons --------------------------------------------------------------------------------------
 def add_object(node) -> int:
-    return mbnode.add_object(node)
+    with _own_changes():
+        return mbnode.add_object(node)
 
 
 def remove_object(node, slot: int) -> None:
-    mbnode.remove_object(node, slot)
-    sync(node)
+    with _own_changes():
+        mbnode.remove_object(node, slot)
+        sync(node)
 
 
 def _keyed(knob, values) -> None:
@@ -205,9 +226,10 @@ def add_point(node, slot: int, positive: bool) -> Optional[str]:
         return None
     x, y = nukehost.viewer_centre(node)
     index = int(re.search(r"(\d+)$", free[0]).group(1))
-    _keyed(node[free[0]], (x + 12.0 * (index - 1), y))
-    frames_text(node)
-    sync(node)
+    with _own_changes():
+        _keyed(node[free[0]], (x + 12.0 * (index - 1), y))
+        frames_text(node)
+        sync(node)
     return free[0]
 
 
@@ -221,23 +243,25 @@ def set_box(node, slot: int) -> None:
     else:
         x, y = nukehost.viewer_centre(node)
         values = (x / 2.0, y / 2.0, x * 1.5, y * 1.5)
-    _keyed(knob, values)
-    frames_text(node)
-    sync(node)
+    with _own_changes():
+        _keyed(knob, values)
+        frames_text(node)
+        sync(node)
 
 
 def clear_frame(node, slot: int) -> None:
     """Remove the object's prompts on the current frame (the keys of its handles there)."""
     frame = nuke.frame()
-    for name in mbnode.slot_knob_names(node, slot):
-        knob = node[name]
-        if PROMPT_KNOB.match(name) and knob.isAnimated() and knob.isKeyAt(frame):
-            knob.removeKeyAt(frame)
-            if not knob.getKeyList():
-                knob.clearAnimated()
-                knob.setVisible(False)
-    frames_text(node)
-    sync(node)
+    with _own_changes():  # else knobChanged would key the knob again right where the key was removed
+        for name in mbnode.slot_knob_names(node, slot):
+            knob = node[name]
+            if PROMPT_KNOB.match(name) and knob.isAnimated() and knob.isKeyAt(frame):
+                knob.removeKeyAt(frame)
+                if not knob.getKeyList():
+                    knob.clearAnimated()
+                    knob.setVisible(False)
+        frames_text(node)
+        sync(node)
 
 
 def purge(node) -> None:

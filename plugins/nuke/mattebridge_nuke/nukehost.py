@@ -180,6 +180,8 @@ def input_source(node, first: int, last: int) -> Source:
     if sources.direct_read_problem(info, first, last) is not None:
         return rendered
     colorspace = override or sources.server_colorspace(info["colorspace"], setup["nuke_spaces"])
+    if colorspace is None:  # the Read says only "default": Nuke picks the space by its rules, unknown here
+        return rendered
     return Source(f"{read.name()}'s files", sources.direct_stamps(info["file"], frames, colorspace), info["file"],
                   colorspace, ocio, None, rendered)
 
@@ -193,8 +195,12 @@ def render_input(node, pattern: str, first: int, last: int) -> None:
         if proxy:
             root["proxy"].setValue(False)
         with node:
-            write = nuke.nodes.Write(file=pattern, file_type="exr", datatype="32 bit float",
-                                     compression="Zip (1 scanline)", channels="rgb")
+            write = nuke.nodes.Write(file=pattern, channels="rgb")
+            # a Write has datatype/compression only once its file type is exr: file_type first
+            write["file_type"].setValue("exr")
+            for knob, value in (("datatype", "32 bit float"), ("compression", "Zip (1 scanline)")):
+                if knob in write.knobs():
+                    write[knob].setValue(value)
             write.setInput(0, node.node("plate"))
         try:
             nuke.execute(write, first, last)

@@ -55,9 +55,12 @@ def file_stamp(path: str) -> str:
 
 
 def strip_default(colorspace: str) -> str:
-    """Nuke shows the default choice as `default (ACEScg)`: the space is the part in brackets."""
-    m = re.fullmatch(r"\s*default\s*\((.*)\)\s*", colorspace or "")
-    return (m.group(1) if m else (colorspace or "")).strip()
+    """Nuke shows the default choice as `default (ACEScg)`: the space is the part in brackets. A bare
+    `default` names no space (Nuke picks it by file type or OCIO file rules): ""."""
+    m = re.fullmatch(r"\s*default\s*(?:\((.*)\))?\s*", colorspace or "")
+    if m:
+        return (m.group(1) or "").strip()
+    return (colorspace or "").strip()
 
 
 def ocio_setup(root: Dict[str, str], environ: Optional[Dict[str, str]] = None) -> Dict[str, Optional[str]]:
