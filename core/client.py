@@ -22,10 +22,16 @@ from .errors import MatteBridgeError
 from .protocol import IDEMPOTENT, Message, ProtocolError, decode, encode, pack_array, unpack_array
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
+# The reason a propagation's stream ends with when the server is stopped (SIGTERM, SIGINT): docs/protocol.md.
+SERVER_SHUTDOWN = "the server is shutting down"
 
 
 class ServerUnreachable(MatteBridgeError):
     """No reply within the timeout (after retries)."""
+
+
+class ServerStopped(ServerUnreachable):
+    """No reply from a server that said it was shutting down (it cancelled this client's job as it went)."""
 
 
 class ServerRestarted(MatteBridgeError):
@@ -100,6 +106,7 @@ class Client:
         self._sock.connect(address)
         self._shm = None
         self.session: Optional[str] = None
+        self._stopped: Optional[str] = None  # what the server said as it shut down, once it has
         self._closed = False
         try:
             self.info = self.hello()
@@ -122,6 +129,7 @@ class Client:
             try:
                 self._sock.send_multipart(encode(msg), copy=False)
             except zmq.Again:
+                self._gone()
                 raise ServerUnreachable(f"{self.address}: cannot send for {self.timeout:g}s: is `mattebridge serve` "
                                         f"running (with the same --keys)?") from None
             self._last_send = time.monotonic()
@@ -186,6 +194,7 @@ class Client:
                 if reply is not None:
                     return reply
                 tries += 1
+                self._gone()
                 if msg_type in ("hello", "status"):  # answered at once by a live server
                     if tries > self.retries:
                         raise ServerUnreachable(f"{self.address}: no reply in {self.timeout:g}s "
@@ -197,6 +206,12 @@ class Client:
                     self._send(msg)  # the server answers a repeated id from its cache
         finally:
             self._done(msg.msg_id)
+
+    def _gone(self) -> None:
+        """No answer after the server said it was shutting down: say so (instead of retrying for a while,
+        then asking whether `serve` runs). A restarted server would have answered, with its new session."""
+        if self._stopped:
+            raise ServerStopped(f"{self.address}: {self._stopped}; no reply since: the server went away")
 
     def ping(self) -> dict:
         """hello, checked against the session this client started with."""
@@ -393,5 +408,11 @@ class Propagation:
                 self.summary = {"frames_written": c["frames_written"], "frames_skipped": c["frames_skipped"],
                                 "cancelled": c["status"] == "cancelled", "reason": c.get("reason", ""),
                                 "seconds": c["seconds"]}
+                stopped = self.summary["cancelled"] and self.summary["reason"] == SERVER_SHUTDOWN
+                self.summary["server_stopped"] = stopped
+                if stopped:  # the stream ends normally; the next request reports it
+                    done = c["frames_written"] + c["frames_skipped"]
+                    client._stopped = (f"the server stopped and cancelled job {self.job[:8]} ({SERVER_SHUTDOWN}) "
+                                       f"after {done}" + (f" of {self.total}" if self.total else "") + " frames")
                 client._done(self.job)
         raise StopIteration
