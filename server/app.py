@@ -23,7 +23,7 @@ from mattebridge.core.protocol import (IDEMPOTENT, REQUESTS, VERSION, Message, P
                                        error_content)
 
 from .access import Roots, load_server_keys
-from .worker import DROP, Worker
+from .worker import MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS, Worker
 
 log = logging.getLogger("mattebridge.server")
 CAPABILITIES = ["path", "shm", "inline", "buffers", "files", "layers", "cryptomatte", "rgba", "resume", "report",
@@ -39,16 +39,20 @@ class Client:
 
 class Server:
     def __init__(self, address: str, model, roots: Roots, keys: Optional[str] = None, client_timeout: float = 30.0,
-                 max_queue: int = 32, max_jobs: int = 8, max_message: int = 1 << 30):
+                 max_queue: int = 32, max_jobs: int = 8, max_message: int = 1 << 30,
+                 max_clips_per_client: int = MAX_CLIPS_PER_CLIENT, max_objects: int = MAX_OBJECTS,
+                 max_frame_pixels: int = MAX_FRAME_PIXELS):
         self.address, self.model, self.roots, self.keys = address, model, roots, keys
         self.client_timeout, self.max_queue, self.max_message = client_timeout, max_queue, max_message
+        self.limits = {"max_queue": max_queue, "max_jobs": max_jobs, "max_clips_per_client": max_clips_per_client,
+                       "max_objects": max_objects, "max_frame_pixels": max_frame_pixels, "max_message": max_message}
         self.session = uuid.uuid4().hex
         self.started = time.monotonic()
         self.clients: Dict[bytes, Client] = {}
         self._outbox: "queue.Queue" = queue.Queue()
         self._stop = threading.Event()
         self.ctx = zmq.Context()
-        self.worker = Worker(model, roots, self._post, max_jobs)
+        self.worker = Worker(model, roots, self._post, max_jobs, max_clips_per_client, max_objects, max_frame_pixels)
         self._wake_lock = threading.Lock()
 
     # --- from the worker thread ---------------------------------------------------------------
@@ -205,7 +209,7 @@ class Server:
             return {"server_version": __version__, "protocol": VERSION, "session": self.session, "model": m.name,
                     "checkpoint_sha256": m.sha256, "device": str(m.device), "image_size": m.predictor.image_size,
                     "capabilities": CAPABILITIES, "host": socket.gethostname(),
-                    "heartbeat_interval": round(self.client_timeout / 4, 3)}
+                    "heartbeat_interval": round(self.client_timeout / 4, 3), "limits": self.limits}
         if msg.msg_type == "cancel":
             job = msg.content.get("job")
             if job is not None and not isinstance(job, str):
@@ -227,7 +231,7 @@ class Server:
     def _forget(self, client: bytes, why: str) -> None:
         self.clients.pop(client, None)
         self.worker.cancel(client, None, why)
-        self.worker.submit(client, Message(DROP))
+        self.worker.drop(client)  # not a queued request: it takes no --max-queue slot from live clients
 
 
 def _summary(content: dict) -> str:

@@ -4,7 +4,20 @@ from __future__ import annotations
 import logging
 import sys
 
-from .access import Roots, check_bind, create_keys
+from .access import Roots, check_bind, create_keys, load_server_keys
+from .worker import MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number > 0")
+    return value
 
 
 def add_serve_arguments(p) -> None:
@@ -17,6 +30,15 @@ def add_serve_arguments(p) -> None:
                    help="free a client's clips and jobs after this long without a message or heartbeat")
     p.add_argument("--max-queue", type=int, default=32, help="waiting requests before new ones get `busy`")
     p.add_argument("--max-jobs", type=int, default=8, help="propagations running at once")
+    p.add_argument("--max-clips-per-client", type=_positive, default=MAX_CLIPS_PER_CLIENT, metavar="N",
+                   help=f"clips one client may hold open; more get `busy` (default {MAX_CLIPS_PER_CLIENT})")
+    p.add_argument("--max-objects", type=_positive, default=MAX_OBJECTS, metavar="N",
+                   help=f"objects one clip may be prompted with, and one propagation may track; more get "
+                        f"`bad_field` (default {MAX_OBJECTS})")
+    p.add_argument("--max-frame-pixels", type=_positive, default=MAX_FRAME_PIXELS, metavar="N",
+                   help=f"largest frame (data window width x height) taken by any transport: files, shared "
+                        f"memory or inline; larger gets `too_large` (default {MAX_FRAME_PIXELS} = 8192x8192, "
+                        f"8K plates with overscan)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -28,9 +50,13 @@ def serve(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     check_bind(args.bind, args.keys)
+    if args.keys:
+        load_server_keys(args.keys)  # refuse bad or exposed keys now, not after loading the model
     roots = Roots(args.allow_root)
     model = load_model(args.model, args.checkpoint, args.model_config, args.image_size, args.device)
-    Server(args.bind, model, roots, args.keys, args.client_timeout, args.max_queue, args.max_jobs).run()
+    Server(args.bind, model, roots, args.keys, args.client_timeout, args.max_queue, args.max_jobs,
+           max_clips_per_client=args.max_clips_per_client, max_objects=args.max_objects,
+           max_frame_pixels=args.max_frame_pixels).run()
     return 0
 
 

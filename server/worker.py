@@ -14,19 +14,26 @@ import time
 import traceback
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional, Sequence
+
+import numpy as np
 
 from mattebridge.core.alpha import EDGE_MODES
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.plate import Plate
 from mattebridge.core.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
+from mattebridge.core.shm import read_shared_rgb, shared_layout
 from mattebridge.core.track import TrackRun
 
 from .access import Roots
 from .clips import ServerClip, file_error, geometry_from_content, job_from_content, open_clip, prompt_from_content
-from mattebridge.core.shm import read_shared
 
 log = logging.getLogger("mattebridge.server")
-DROP = "_drop"  # internal: free a client's state
+# Defaults of the per-peer limits (`serve --max-clips-per-client`, `--max-objects`, `--max-frame-pixels`).
+MAX_CLIPS_PER_CLIENT = 16
+MAX_OBJECTS = 64
+MAX_FRAME_PIXELS = 8192 * 8192  # 8K plates with overscan; a float32 RGB frame of this size is 768 MiB
+SHUTDOWN = "the server is shutting down"  # the cancelled jobs' reason; clients recognise it (core/client.py)
 
 
 @dataclass
@@ -46,11 +53,17 @@ class Job:
 
 
 class Worker(threading.Thread):
-    def __init__(self, model, roots: Roots, send: Callable[[bytes, Message], None], max_jobs: int = 8):
+    def __init__(self, model, roots: Roots, send: Callable[[bytes, Message], None], max_jobs: int = 8,
+                 max_clips: int = MAX_CLIPS_PER_CLIENT, max_objects: int = MAX_OBJECTS,
+                 max_frame_pixels: int = MAX_FRAME_PIXELS):
         super().__init__(name="mattebridge-gpu", daemon=True)
         self.model, self.roots, self.send, self.max_jobs = model, roots, send, max_jobs
+        self.max_clips, self.max_objects, self.max_frame_pixels = max_clips, max_objects, max_frame_pixels
         self._cond = threading.Condition()
         self._requests: "OrderedDict[bytes, Deque[Message]]" = OrderedDict()
+        # Clients gone (goodbye, silence) whose jobs and clips are still to be freed. Kept apart from the
+        # requests: they are not counted against --max-queue and are freed in one batch before the next request.
+        self._drops: "OrderedDict[bytes, None]" = OrderedDict()
         self._jobs: List[Job] = []
         self._clips: Dict[str, ServerClip] = {}
         self._ids = itertools.count(1)
@@ -61,6 +74,14 @@ class Worker(threading.Thread):
     def submit(self, client: bytes, msg: Message) -> None:
         with self._cond:
             self._requests.setdefault(client, deque()).append(msg)
+            self._cond.notify()
+
+    def drop(self, client: bytes) -> None:
+        """`client` is gone: its waiting requests are discarded (nobody reads their replies), and its jobs
+        and clips freed before the worker takes another request."""
+        with self._cond:
+            self._requests.pop(client, None)
+            self._drops[client] = None
             self._cond.notify()
 
     def pending(self) -> int:
@@ -96,18 +117,21 @@ class Worker(threading.Thread):
         turn = 0
         while True:
             with self._cond:
-                while not self._stopping and not self._requests and not self._jobs:
+                while not self._stopping and not self._requests and not self._jobs and not self._drops:
                     self._cond.wait(0.5)
                 if self._stopping:
                     break
-                item = self._next_request()
-            if item is not None:
+                gone, self._drops = list(self._drops), OrderedDict()
+                item = None if gone else self._next_request()
+            if gone:  # before any later request of theirs (a reaped client may come back)
+                self._drop(gone)
+            elif item is not None:
                 self._handle(*item)
             elif self._jobs:
                 turn = (turn + 1) % len(self._jobs)
                 self._step(self._jobs[turn])
         for job in list(self._jobs):
-            job.cancelled = job.cancelled or "the server is shutting down"
+            job.cancelled = job.cancelled or SHUTDOWN
             self._step(job)
         for clip in list(self._clips.values()):
             clip.close()
@@ -133,9 +157,6 @@ class Worker(threading.Thread):
 
     def _handle(self, client: bytes, msg: Message) -> None:
         try:
-            if msg.msg_type == DROP:
-                self._drop(client)
-                return
             handler = getattr(self, "_on_" + msg.msg_type)
             handler(client, msg)
         except ProtocolError as e:
@@ -155,8 +176,28 @@ class Worker(threading.Thread):
             raise ProtocolError("clip_busy", f"clip {clip_id}: a propagation is running on it (cancel it first)")
         return clip
 
+    def _check_frame_size(self, shape: Sequence[int], name: str) -> None:
+        """Refuse a frame over --max-frame-pixels before anything of its size is allocated."""
+        h, w = shape[:2]
+        if w * h > self.max_frame_pixels:
+            raise ProtocolError("too_large", f"{name}: {w}x{h} is {w * h} pixels, more than this server's frame "
+                                             f"limit of {self.max_frame_pixels} pixels (--max-frame-pixels)")
+
     def _on_open_clip(self, client: bytes, msg: Message) -> None:
+        held = sum(1 for c in self._clips.values() if c.owner == client)
+        if held >= self.max_clips:
+            raise ProtocolError("busy", f"open_clip: this client holds {held} clips, the most one client may hold "
+                                        f"(the server's clip limit, --max-clips-per-client); close one first",
+                                retry_after=5.0)
         clip = open_clip(str(next(self._ids)), client, msg.content, self.roots)
+        try:
+            # Files: every frame's header has been read; refuse a plate whose frames are over the limit before
+            # any of its frames is read for a preview or a propagation.
+            for frame, geometry in sorted(clip.prepared.geometry.items()):
+                self._check_frame_size((geometry.data[3], geometry.data[2]), f"pattern: frame {frame}'s data window")
+        except ProtocolError:
+            clip.close()
+            raise
         self._clips[clip.id] = clip
         self._reply(client, msg, "open_clip_reply", clip.describe())
 
@@ -168,11 +209,32 @@ class Worker(threading.Thread):
         if frame not in clip.frames:
             raise ProtocolError("bad_field", f"frame {frame}: outside the clip's range {clip.frames}")
         if msg.content.get("shm") is not None:
-            pixels = read_shared(msg.content["shm"])
+            self._put_shared(clip, frame, msg.content)
         else:
-            pixels = unpack_array(msg.content.get("pixels"), msg.buffers, "pixels")
-        clip.put_frame(frame, pixels, geometry_from_content(msg.content, pixels))
+            pixels = unpack_array(msg.content.get("pixels"), msg.buffers, "pixels")  # a view of the message
+            self._check_frame_size(pixels.shape, "pixels")
+            clip.put_frame(frame, pixels, geometry_from_content(msg.content, pixels))
         self._reply(client, msg, "put_frame_reply", {"clip": clip.id, "frame": frame})
+
+    def _put_shared(self, clip: ServerClip, frame: int, content: dict) -> None:
+        """put_frame by shared memory: every check on the description first, then one allocation, the
+        float32 RGB frame itself, filled straight from the client's segment. (ServerClip.put_frame would
+        copy it twice more, astype and nan_to_num: this stores what it stores, the same pixels and stamp.)"""
+        layout = shared_layout(content["shm"])
+        if np.dtype(layout.dtype).kind != "f":
+            raise ProtocolError("bad_buffer", f"frame {frame}: inline pixels must be float16 or float32")
+        self._check_frame_size(layout.shape, "shm")
+        h, w = layout.shape[:2]
+        # the geometry from the description alone: a zero-strided stand-in of that shape allocates nothing
+        geometry = geometry_from_content(content, np.broadcast_to(np.zeros((), layout.dtype), layout.shape))
+        if (geometry.data[2], geometry.data[3]) != (w, h):
+            raise ProtocolError("bad_buffer", f"frame {frame}: pixels are {w}x{h} but the data window is "
+                                              f"{geometry.data[2]}x{geometry.data[3]}")
+        rgb, stamp = read_shared_rgb(layout)
+        clip.inline[frame] = Plate(f"inline:{clip.id}:{frame}", rgb, geometry, "", True)
+        clip.stamps[frame] = stamp
+        clip.prepared.geometry[frame] = geometry
+        clip.invalidate()
 
     def _on_prompt(self, client: bytes, msg: Message) -> None:
         clip = self._clip(client, msg.content)
@@ -182,6 +244,10 @@ class Worker(threading.Thread):
         edge = field_of(msg.content, "edge", str, "soft")
         if edge not in EDGE_MODES:
             raise ProtocolError("bad_field", f"edge: {edge!r} (expected one of {', '.join(EDGE_MODES)})")
+        if obj not in clip.prompts.objects and len(clip.prompts.objects) >= self.max_objects:
+            raise ProtocolError("bad_field", f"object {obj!r}: clip {clip.id} already has {len(clip.prompts.objects)} "
+                                             f"objects, the most one clip may have (the server's object limit, "
+                                             f"--max-objects); clear one first")
         fp = prompt_from_content(clip, frame, msg.content, msg.buffers)
         try:
             clip.prompts.on(obj, frame)
@@ -215,7 +281,18 @@ class Worker(threading.Thread):
         if len(self._jobs) >= self.max_jobs:
             raise ProtocolError("busy", f"{len(self._jobs)} propagations are running (the most this server runs)",
                                 retry_after=5.0)
+        if clip.inline is not None:  # checked first: the prompts' checks would call an unsent frame a bad field
+            missing = [f for f in clip.frames if f not in clip.inline]
+            if missing:
+                raise ProtocolError("not_found", f"frames not sent yet (put_frame): {missing[0]}"
+                                                 + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        before = clip.prompts
         job = job_from_content(clip, msg.content, self.roots)
+        if len(job.prompts.objects) > self.max_objects:
+            clip.prompts = before  # a refused propagation leaves the clip's prompts as they were
+            raise ProtocolError("bad_field", f"prompts: {len(job.prompts.objects)} objects, more than the "
+                                             f"{self.max_objects} one propagation may track (the server's object "
+                                             f"limit, --max-objects)")
         buffers = field_of(msg.content, "buffers", bool, False)
         run = clip.start_job(self.model, job, buffers)
         with self._cond:
@@ -230,19 +307,27 @@ class Worker(threading.Thread):
         del self._clips[clip.id]
         self._reply(client, msg, "close_clip_reply", {"clip": clip.id})
 
-    def _drop(self, client: bytes) -> None:
-        """A client that closed, disconnected or stopped heartbeating: cancel its jobs, free its clips."""
-        jobs = self._finish_jobs(lambda j: j.client == client, "the client went away")
-        clips = [c for c in self._clips.values() if c.owner == client]
-        for clip in clips:
-            clip.close()
-            del self._clips[clip.id]
-        gc.collect()
-        if self.model.device.type == "cuda":
-            import torch
+    def _drop(self, clients: List[bytes]) -> None:
+        """Clients that closed, disconnected or stopped heartbeating: cancel their jobs, free their clips.
+        Cheap for clients that held nothing (a crowd of idle peers timing out must not stall live ones):
+        the garbage collection and CUDA cache release run once per batch, and only if clips were freed."""
+        freed = 0
+        for client in clients:
+            jobs = self._finish_jobs(lambda j: j.client == client, "the client went away")
+            clips = [c for c in self._clips.values() if c.owner == client]
+            for clip in clips:
+                clip.close()
+                del self._clips[clip.id]
+            freed += len(clips)
+            if jobs or clips:
+                log.info("%s gone: %d job(s) cancelled, %d clip(s) freed", client.hex()[:8], jobs, len(clips))
+        if freed:
+            gc.collect()  # model state and frames sit in reference cycles
+            if self.model.device.type == "cuda":
+                import torch
 
-            torch.cuda.empty_cache()
-        log.info("%s gone: %d job(s) cancelled, %d clip(s) freed", client.hex()[:8], jobs, len(clips))
+                torch.cuda.empty_cache()
+        log.debug("%d client(s) forgotten", len(clients))
 
     def _finish_jobs(self, which, why: str) -> int:
         hits = [j for j in self._jobs if which(j)]
