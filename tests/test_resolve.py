@@ -6,6 +6,7 @@ import ast
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_the_playhead_picks_the_source_frame_and_the_range(tmp_path):
     plate(tmp_path, range(1001, 1011))
     path = str(tmp_path / "plate.[1001-1010].exr")
     # item starts at timeline frame 01:00:00:08 with its first 2 source frames trimmed off; playhead at :10
-    resolve = standin.resolve_with_clip(path, "01:00:00:10", start=HOUR_24 + 8, duration=4, left_offset=2)
+    resolve = standin.resolve_with_clip(path, "01:00:00:10", start=HOUR_24 + 8, duration=4, source_offset=2)
     project, shot = script.current_shot(resolve)
     assert shot.frame == 1001 + 2 + 2 and shot.used == (1003, 1006)
     args = script.picker_arguments(shot, dict(script.DEFAULTS, range="item", handles=1), "/m", "/m/o.####.exr", "/m/p.json")
@@ -114,14 +115,14 @@ def test_the_playhead_picks_the_source_frame_and_the_range(tmp_path):
     args = script.picker_arguments(shot, dict(script.DEFAULTS), "/m", "/m/o.####.exr", "/m/p.json")
     assert args[args.index("--frames") + 1] == "1001-1010"
     assert args[args.index("--channels") + 1] == "RGBA" and "--print-result" in args and "--prompts" not in args
-    resolve = standin.resolve_with_clip(path, "01:00:10:00", start=HOUR_24 + 8, duration=4, left_offset=2)
+    resolve = standin.resolve_with_clip(path, "01:00:10:00", start=HOUR_24 + 8, duration=4, source_offset=2)
     assert script.current_shot(resolve)[1].frame == 1010  # past the clip's end: its last frame
 
 
 def test_clear_one_line_messages_when_there_is_nothing_to_matte(tmp_path):
     env = environment(tmp_path, "tcp://127.0.0.1:9")
     lines = []
-    assert script.main(None, env, subprocess.run, lines.append) == 2  # free edition / scripting off: no `resolve`
+    assert script.main(None, env, subprocess.run, lines.append) == 2  # no `resolve` object reached the script
     assert lines == [script.PREFIX + script.NO_API]
 
     class Refusing(standin.Resolve):
@@ -229,3 +230,62 @@ def test_settings_and_the_child_environment(tmp_path):
     (tmp_path / "resolve.json").write_text(json.dumps({"sever": "typo"}))
     with pytest.raises(script.ScriptError, match="unknown setting.*sever"):
         script.load_config(env)
+
+
+# --- where Resolve is less kind than a naive stand-in (tests/resolve/standin_resolve.py, docstring) -----------
+def test_the_api_message_claims_no_edition_policy():
+    """The scripting README: its APIs "cover a common superset of functions for both the Free and Studio
+    versions"; it states no edition rule for running scripts, so neither does the message."""
+    for text in (script.NO_API, script.__doc__.splitlines()[0]):
+        assert not re.search(r"studio|free\b|edition|only since", text, re.I), text
+    assert "External scripting using: Local" in script.NO_API
+
+
+def test_a_sequence_with_gaps_is_refused_in_one_line(tmp_path):
+    plate(tmp_path, [f for f in range(1001, 1011) if f not in (1004, 1007, 1008)])
+    path = standin.sequence_file_path(str(tmp_path / "plate.####.exr"))
+    assert os.path.basename(path) == "plate.[1001-1003,1005-1006,1009-1010].exr"  # as Resolve shows it
+    resolve = standin.resolve_with_clip(path, "01:00:00:01", HOUR_24, 7)
+    code, lines, argvs = run_script(resolve, environment(tmp_path, "tcp://127.0.0.1:9"))
+    assert code == 2 and len(lines) == 1 and argvs == []
+    assert "has gaps (frames 1004, 1007-1008 are missing" in lines[0] and "media offline" not in lines[0]
+    plate(tmp_path, [1004, 1007, 1008])
+    whole = script.parse_file_path("A", standin.sequence_file_path(str(tmp_path / "plate.####.exr")))
+    assert (whole.first, whole.last, whole.padding) == (1001, 1010, 4)
+
+
+def test_an_empty_timeline_frame_rate_uses_the_projects(tmp_path):
+    plate(tmp_path, range(1001, 1011))
+    path = str(tmp_path / "plate.[1001-1010].exr")
+    resolve = standin.resolve_with_clip(path, "01:00:00:03", HOUR_24, 10, fps="", project_fps="24")
+    assert script.current_shot(resolve)[1].frame == 1004
+    resolve = standin.resolve_with_clip(path, "01:00:00:03", HOUR_24, 10, fps="", project_fps="")
+    code, lines, _ = run_script(resolve, environment(tmp_path, "tcp://127.0.0.1:9"))
+    assert code == 2 and "cannot read the timeline's frame rate" in lines[0]
+    assert "scripting API" not in lines[0]  # not mistaken for an unreachable API
+
+
+def test_the_source_frame_comes_from_get_source_start_frame(tmp_path):
+    """A 48 fps sequence in a 24 fps timeline: GetLeftOffset counts timeline frames (2), the source start is
+    4 source frames in, and each timeline frame is 2 source frames."""
+    plate(tmp_path, range(1001, 1031))
+    path = str(tmp_path / "plate.[1001-1030].exr")
+    resolve = standin.resolve_with_clip(path, "01:00:00:03", start=HOUR_24, duration=10, source_offset=4,
+                                        clip_fps="48")
+    _, shot = script.current_shot(resolve)
+    assert shot.frame == 1001 + 4 + 3 * 2 and shot.used == (1005, 1024)
+    assert called("GetSourceStartFrame") and not called("GetLeftOffset")
+
+
+def test_object_names_are_checked_before_anything_starts(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    plate(media, [1, 2])
+    folder = media / "mattebridge" / "plate"
+    folder.mkdir(parents=True)
+    (folder / "prompts.json").write_text(json.dumps({"version": 1, "objects": [
+        {"name": "../hero", "frames": [{"frame": 1, "points": [{"x": 4.5, "y": 4.5, "positive": True}]}]}]}))
+    resolve = standin.resolve_with_clip(str(media / "plate.[0001-0002].exr"), "01:00:00:00", HOUR_24, 2)
+    code, lines, argvs = run_script(resolve, environment(tmp_path, "tcp://127.0.0.1:9"))
+    assert code == 2 and len(lines) == 1 and argvs == []
+    assert "object name '../hero': use 1-64 letters" in lines[0] and "prompts.json" in lines[0]

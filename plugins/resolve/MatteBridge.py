@@ -1,4 +1,4 @@
-"""MatteBridge for DaVinci Resolve Studio (Workspace > Scripts > MatteBridge).
+"""MatteBridge for DaVinci Resolve (Workspace > Scripts > MatteBridge).
 
 Park the playhead on a clip and run it: the prompt window (`mattebridge pick`) opens on that clip's
 source frame; click and track there; the mattes (EXR, the matte in R, G, B and A, numbered like the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -22,9 +23,14 @@ import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
 PREFIX = "MatteBridge: "
-NO_API = ("cannot reach DaVinci Resolve's scripting API. MatteBridge needs DaVinci Resolve Studio (scripting is "
-          "Studio-only since 21.1) with scripting enabled: Preferences > System > General > "
-          "External scripting using: Local")
+# Says what the scripting README documents, nothing about editions (its APIs "cover a common superset of
+# functions for both the Free and Studio versions"; which edition runs which scripts is not stated there).
+NO_API = ("cannot reach DaVinci Resolve's scripting API: run MatteBridge from Workspace > Scripts inside DaVinci "
+          "Resolve (19.0.2 or later); run from outside Resolve, it also needs Preferences > System > General > "
+          "External scripting using: Local, and RESOLVE_SCRIPT_API / RESOLVE_SCRIPT_LIB (docs/resolve.md)")
+# The project's one grammar for object names: a copy of mattebridge.core.prompts.OBJECT_NAME (this file cannot
+# import mattebridge); tests/test_nuke_names.py checks the two are identical.
+OBJECT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 MOVIE_EXTENSIONS = {".mov", ".mp4", ".m4v", ".mxf", ".avi", ".mkv", ".webm", ".braw", ".r3d", ".ari", ".arx",
                     ".crm", ".mts", ".m2ts", ".dng_seq", ".wmv", ".mpg", ".mpeg"}
 IMAGE_EXTENSIONS = {".exr", ".sxr", ".mxr", ".dpx", ".cin", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".tga", ".bmp",
@@ -148,11 +154,23 @@ class ClipSource:
         return self.padding > 0
 
 
-_BRACKETS = re.compile(r"\[(-?\d+)-(-?\d+)\]")
+_RANGE = r"-?\d+(?:--?\d+)?"
+_BRACKETS = re.compile(r"\[(%s(?:,%s)*)\]" % (_RANGE, _RANGE))
+
+
+def frame_ranges(text: str) -> List[Tuple[int, int]]:
+    """`1001-1050,1052-1100` (what Resolve shows between the brackets) -> [(1001, 1050), (1052, 1100)]."""
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(r"(-?\d+)(?:-(-?\d+))?", part)
+        out.append((int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))))
+    return out
 
 
 def parse_file_path(name: str, file_path: str) -> ClipSource:
-    """Resolve's "File Path" -> the plate pattern and its frames. Image sequences read `name.[1001-1100].exr`."""
+    """Resolve's "File Path" -> the plate pattern and its frames. Image sequences read `name.[1001-1100].exr`,
+    with gaps `name.[1001-1050,1052-1100].exr` (refused: how Resolve numbers the frames around a gap is not
+    documented, so the frame under the playhead could not be found reliably)."""
     if not file_path:
         raise ScriptError(f"{name}: the clip under the playhead is not file-based (a generator, title, compound, "
                           "Fusion or multicam clip); MatteBridge needs an image sequence or an image file")
@@ -168,8 +186,14 @@ def parse_file_path(name: str, file_path: str) -> ClipSource:
         if not os.path.exists(file_path):
             raise ScriptError(f"{name}: media offline, {file_path} not found")
         return ClipSource(name, file_path, file_path, 1, 1, 0)
-    first, last = int(m.group(1)), int(m.group(2))
-    padding = len(m.group(1).lstrip("-"))
+    ranges = frame_ranges(m.group(1))
+    if len(ranges) > 1:
+        holes = ", ".join(str(a + 1) if b - a == 2 else f"{a + 1}-{b - 1}" for (_, a), (b, _) in zip(ranges, ranges[1:]))
+        raise ScriptError(f"{name}: the image sequence has gaps (frames {holes} are missing: "
+                          f"{os.path.basename(file_path)}); MatteBridge needs an unbroken sequence: "
+                          "render or copy the missing frames")
+    first, last = ranges[0]
+    padding = len(re.match(r"-?(\d+)", m.group(1)).group(1))
     folder = os.path.dirname(file_path)
     base = os.path.basename(file_path)
     pattern = os.path.join(folder, base[:m.start()] + "#" * padding + base[m.end():])
@@ -223,13 +247,37 @@ def current_shot(resolve) -> Tuple[object, Shot]:
         raise ScriptError(f"{name}: the clip under the playhead is not file-based (a generator, title, compound, "
                           "Fusion or multicam clip); MatteBridge needs an image sequence or an image file")
     source = parse_file_path(name, mpi.GetClipProperty("File Path") or "")
-    fps = float(str(timeline.GetSetting("timelineFrameRate")).split()[0] or 24)
+    fps = frame_rate(timeline, project)
+    clip_fps = _rate(mpi.GetClipProperty("FPS")) or fps
+    step = clip_fps / fps  # source frames per timeline frame (100% speed)
     playhead = timecode_frames(timeline.GetCurrentTimecode(), fps)
-    offset, start, duration = int(item.GetLeftOffset()), int(item.GetStart()), int(item.GetDuration())
-    count = source.last - source.first + 1
-    index = min(max(offset + playhead - start, 0), count - 1)
-    used = (source.first + min(max(offset, 0), count - 1), source.first + min(max(offset + duration - 1, 0), count - 1))
-    return project, Shot(mpi, source, source.first + index, used)
+    start, duration = int(item.GetStart()), int(item.GetDuration())
+    # the source frame at the item's first frame, in source frames (TimelineItem, 19.0.2+); GetLeftOffset counts
+    # timeline frames, which differ from source frames when the clip's rate is not the timeline's
+    head = int(item.GetSourceStartFrame())
+    if not source.first <= head <= source.last:
+        raise ScriptError(f"{name}: Resolve gives the clip's source start frame as {head}, outside its frames "
+                          f"{source.first}-{source.last}; please report this with your Resolve version")
+    frame = head + int(math.floor((playhead - start) * step + 1e-6))
+    tail = head + max(int(round(duration * step)) - 1, 0)
+    clamp = lambda f: min(max(f, source.first), source.last)  # noqa: E731
+    return project, Shot(mpi, source, clamp(frame), (head, clamp(tail)))
+
+
+def _rate(text) -> Optional[float]:
+    """`24`, `23.976`, `29.97 DF` -> the rate; None when empty or unreadable."""
+    m = re.match(r"\s*(\d+(?:\.\d+)?)", str(text or ""))
+    return float(m.group(1)) if m and float(m.group(1)) > 0 else None
+
+
+def frame_rate(timeline, project) -> float:
+    """The timeline's frame rate; Resolve may answer "" for the timeline's own setting: then the project's."""
+    for owner in (timeline, project):
+        rate = _rate(owner.GetSetting("timelineFrameRate"))
+        if rate:
+            return rate
+    raise ScriptError("cannot read the timeline's frame rate (its timelineFrameRate setting and the project's are "
+                      "empty): check the timeline's settings, then run MatteBridge again")
 
 
 # --- where the mattes go ---------------------------------------------------------------------------------------
@@ -318,6 +366,31 @@ def picker_arguments(shot: Shot, config, folder: str, out: str, prompts: str) ->
     return args
 
 
+def name_problem(name) -> Optional[str]:
+    if isinstance(name, str) and OBJECT_NAME.fullmatch(name):
+        return None
+    shown = repr(name) if not isinstance(name, str) or len(name) <= 80 else repr(name[:77] + "...")
+    return f"object name {shown}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.'"
+
+
+def check_names(names, where: str) -> None:
+    """Object names are checked before anything is sent or attached: a one-line error naming the object."""
+    for name in names:
+        problem = name_problem(name)
+        if problem:
+            raise ScriptError(f"{where}: {problem}")
+
+
+def saved_names(path: str) -> List[object]:
+    """The object names in a saved prompts file (none if it is missing or unreadable: the window says why)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        return [obj.get("name") for obj in doc.get("objects", [])]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+
+
 def strip_prefix(message: str) -> str:
     return re.sub(r"^mattebridge: (error: )?", "", message)
 
@@ -332,13 +405,15 @@ def run(resolve, environ=None, runner: Callable = subprocess.run, log: Callable[
     except ScriptError:
         raise
     except Exception as e:  # an API object that is there but refuses (e.g. scripting switched off mid-way)
-        raise ScriptError(f"{NO_API} ({type(e).__name__}: {e})") from None
+        raise ScriptError(f"a call to DaVinci Resolve's scripting API failed ({type(e).__name__}: {e}). "
+                          f"{NO_API[0].upper()}{NO_API[1:]}") from None
     config = load_config(environ)
     command = pick_command(config)
     folder = clip_folder(shot.source, config)
     prompts = os.path.join(folder, "prompts.json")
     version = (versions(folder) or [0])[-1] + 1
     out = out_pattern(folder, version, shot.source)
+    check_names(saved_names(prompts), f"{shot.source.name}: {prompts}")
 
     code, result, last = run_json(command + [shot.source.pattern, "--check", "--server", str(config["server"]),
                                              "--timeout", str(config["timeout"]), "--print-result"], environ, runner)
@@ -359,6 +434,7 @@ def run(resolve, environ=None, runner: Callable = subprocess.run, log: Callable[
         raise ScriptError(f"{shot.source.name}: {reason}")
 
     mattes: Dict[str, List[str]] = {obj: paths for obj, paths in (result.get("mattes") or {}).items() if paths}
+    check_names(mattes, f"{shot.source.name}: the prompt window's result")
     if not mattes:
         raise ScriptError(f"{shot.source.name}: the track wrote no matte files")
     pool, storage = project.GetMediaPool(), resolve.GetMediaStorage()

@@ -8,8 +8,9 @@ attribute, so the script cannot come to depend on something untested here:
   ProjectManager.GetCurrentProject() -> Project
   Project.GetCurrentTimeline() -> Timeline             Project.GetMediaPool() -> MediaPool
   Timeline.GetCurrentVideoItem() -> TimelineItem       Timeline.GetCurrentTimecode() -> str
-  Timeline.GetSetting(settingName) -> str
+  Timeline.GetSetting(settingName) -> str              Project.GetSetting(settingName) -> str
   TimelineItem.GetName() / GetMediaPoolItem() / GetStart(subframe) / GetLeftOffset(subframe) / GetDuration(subframe)
+  TimelineItem.GetSourceStartFrame() -> int (19.0.2+)
   MediaPoolItem.GetName() / GetClipProperty(propertyName)
   MediaStorage.AddClipMattesToMediaPool(MediaPoolItem, [paths], stereoEye) -> Bool
   MediaPool.GetClipMatteList(MediaPoolItem) -> [paths]
@@ -18,11 +19,20 @@ attribute, so the script cannot come to depend on something untested here:
 What it assumes where the documentation is silent (each is on docs/resolve.md's manual checklist):
 GetClipMatteList returns the paths exactly as they were added; AddClipMattesToMediaPool fails (False) when a
 file does not exist; an image sequence's "File Path" reads `name.[first-last].ext` (as OpenPype's Resolve
-integration parses it); item positions are absolute timeline frames and GetLeftOffset counts source frames.
+integration parses it); item positions are absolute timeline frames.
+
+Where Resolve is less kind than a naive fake, so is this (docs/resolve.md lists each for a real-Resolve check):
+- a sequence with missing frames reads `name.[1001-1050,1052-1100].exr` (`sequence_file_path` builds it
+  from the files on disk);
+- `Timeline.GetSetting("timelineFrameRate")` may be "" (then the project's setting holds the rate);
+- GetLeftOffset and GetDuration count timeline frames; GetSourceStartFrame counts source frames (the clip's
+  own numbering, e.g. 1003 for the third frame of a sequence starting at 1001), which differ when the clip's
+  FPS is not the timeline's.
 """
 from __future__ import annotations
 
 import os
+import re
 from typing import Dict, List, Optional
 
 
@@ -55,9 +65,15 @@ class MediaPoolItem(StandIn):
 
 
 class TimelineItem(StandIn):
-    def __init__(self, name: str, mpi: Optional[MediaPoolItem], start: int, duration: int, left_offset: int):
+    def __init__(self, name: str, mpi: Optional[MediaPoolItem], start: int, duration: int, left_offset: int,
+                 source_start: Optional[int] = None):
         self._name, self._mpi = name, mpi
-        self._start, self._duration, self._left = start, duration, left_offset
+        self._start, self._duration, self._left = start, duration, left_offset  # timeline frames
+        self._source_start = source_start  # source frames
+
+    def GetSourceStartFrame(self) -> int:
+        self._log("GetSourceStartFrame")
+        return self._source_start
 
     def GetName(self) -> str:
         self._log("GetName")
@@ -82,6 +98,7 @@ class TimelineItem(StandIn):
 
 class Timeline(StandIn):
     def __init__(self, item: Optional[TimelineItem], timecode: str, fps: str = "24"):
+        """fps "" : what Resolve may answer for the timeline's own setting (the project's is then used)."""
         self._item, self._timecode, self._fps = item, timecode, fps
 
     def GetCurrentVideoItem(self) -> Optional[TimelineItem]:
@@ -124,8 +141,14 @@ class MediaStorage(StandIn):
 
 
 class Project(StandIn):
-    def __init__(self, timeline: Optional[Timeline]):
-        self._timeline, self._pool = timeline, MediaPool()
+    def __init__(self, timeline: Optional[Timeline], fps: str = "24"):
+        self._timeline, self._pool, self._fps = timeline, MediaPool(), fps
+
+    def GetSetting(self, settingName: str) -> str:
+        self._log("GetSetting", settingName)
+        if settingName != "timelineFrameRate":
+            raise NotImplementedError(f"stand-in Project.GetSetting({settingName!r}): only timelineFrameRate is modelled")
+        return self._fps
 
     def GetCurrentTimeline(self) -> Optional[Timeline]:
         self._log("GetCurrentTimeline")
@@ -158,9 +181,33 @@ class Resolve(StandIn):
         return self._storage
 
 
-def resolve_with_clip(file_path: Optional[str], timecode: str, start: int, duration: int, left_offset: int = 0,
-                      fps: str = "24", name: str = "A001_C002") -> Resolve:
-    """A Resolve whose current timeline has one video clip under the playhead (file_path None: not file-based)."""
-    mpi = None if file_path is None else MediaPoolItem(name, {"File Path": file_path, "Clip Name": name})
-    item = TimelineItem(name, mpi, start, duration, left_offset)
-    return Resolve(Project(Timeline(item, timecode, fps)))
+def resolve_with_clip(file_path: Optional[str], timecode: str, start: int, duration: int, source_offset: int = 0,
+                      fps: str = "24", name: str = "A001_C002", clip_fps: Optional[str] = None,
+                      project_fps: str = "24") -> Resolve:
+    """A Resolve whose current timeline has one video clip under the playhead (file_path None: not file-based).
+    source_offset: source frames trimmed off the clip's head; clip_fps: the clip's FPS (default: the timeline's)."""
+    clip_fps = clip_fps or fps or project_fps or "24"
+    mpi = None if file_path is None else MediaPoolItem(name, {"File Path": file_path, "Clip Name": name,
+                                                              "FPS": clip_fps})
+    m = re.search(r"\[(-?\d+)", os.path.basename(file_path or ""))
+    first = int(m.group(1)) if m else 0
+    step = float(clip_fps) / float(fps or project_fps or clip_fps)  # source frames per timeline frame
+    item = TimelineItem(name, mpi, start, duration, int(source_offset / step), first + source_offset)
+    return Resolve(Project(Timeline(item, timecode, fps), project_fps))
+
+
+def sequence_file_path(pattern: str) -> str:
+    """What Resolve's "File Path" reads for the files on disk matching `pattern` (`####` = the frame number):
+    `name.[1001-1100].exr`, or with missing frames `name.[1001-1050,1052-1100].exr`."""
+    folder, base = os.path.split(pattern)
+    head, hashes, tail = re.match(r"(.*?)(#+)(.*)$", base).groups()
+    found = sorted(int(m.group(1)) for m in (re.fullmatch(re.escape(head) + r"(-?\d{%d,})" % len(hashes)
+                                                           + re.escape(tail), n) for n in os.listdir(folder)) if m)
+    ranges, width = [], len(hashes)
+    for f in found:
+        if ranges and f == ranges[-1][1] + 1:
+            ranges[-1][1] = f
+        else:
+            ranges.append([f, f])
+    text = ",".join("%0*d-%0*d" % (width, a, width, b) for a, b in ranges)
+    return os.path.join(folder, f"{head}[{text}]{tail}")
