@@ -242,18 +242,22 @@ def _ensure_layer(channel: str) -> None:
 
 def rebuild(node) -> Optional[str]:
     """Recreate the internal Reads and Copies from the knobs; returns a problem to show, or None."""
-    from .prompts import OBJECT_NAME
+    from .prompts import name_problem
 
     first, last = int(node["first"].value()), int(node["last"].value())
     mode = str(node["output"].value())
     node["channel"].setVisible(mode == "channel")
     node["layer_prefix"].setVisible(mode != "channel")
-    objects = []
+    objects, problem = [], None
     for slot in object_slots(node):
         name = str(node["o%d_name" % slot].value()).strip()
-        if node["o%d_on" % slot].value() and OBJECT_NAME.fullmatch(name) and name not in objects:
+        if not node["o%d_on" % slot].value():
+            continue
+        bad = name_problem(name)
+        if bad:
+            problem = problem or bad  # that object gets no Read: its name would make a bad path
+        elif name not in objects:
             objects.append(name)
-    problem = None
     with node:
         for inner in node.nodes():
             if inner.name() not in ("plate", "Output1"):
@@ -274,7 +278,7 @@ def rebuild(node) -> Optional[str]:
         if reads and mode == "channel":
             channel = str(node["channel"].value()).strip()
             if "." not in channel:
-                problem = "channel %r: give layer.channel, e.g. rgba.alpha" % channel
+                problem = problem or "channel %r: give layer.channel, e.g. rgba.alpha" % channel
             else:
                 _ensure_layer(channel)
                 matte = reads[0][1]

@@ -11,12 +11,23 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import coords
 
-OBJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# The project's one grammar for object names: a copy of mattebridge.core.prompts.OBJECT_NAME (the plugin
+# cannot import core in every Nuke); tests/test_nuke_prompts_names.py checks the two are identical.
+OBJECT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 Box = Tuple[float, float, float, float]
 
 
 class PromptError(Exception):
     """A prompt the server would refuse, named the way the user sees it in Nuke."""
+
+
+def name_problem(name: str) -> Optional[str]:
+    """None for a valid object name, else a one-line reason naming it."""
+    if OBJECT_NAME.fullmatch(name):
+        return None
+    shown = repr(name) if len(name) <= 80 else repr(name[:77] + "...")
+    return (f"object name {shown}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.' "
+            f"(it names the matte files and the layer)")
 
 
 @dataclass
@@ -51,9 +62,9 @@ def canonical(objects: Sequence[ObjectKnobs]) -> Dict[str, Dict[int, dict]]:
     seen = set()
     for obj in objects:
         name = obj.name.strip()
-        if not OBJECT_NAME.fullmatch(name):
-            raise PromptError(f"object name {obj.name!r}: use letters, digits, '_', '-' or '.' "
-                              f"(it names the matte files and the layer)")
+        problem = name_problem(name)
+        if problem:
+            raise PromptError(problem)
         if name in seen:
             raise PromptError(f"object name {name!r} is used twice")
         seen.add(name)
