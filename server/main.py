@@ -36,9 +36,9 @@ def add_serve_arguments(p) -> None:
                    help=f"objects one clip may be prompted with, and one propagation may track; more get "
                         f"`bad_field` (default {MAX_OBJECTS})")
     p.add_argument("--max-frame-pixels", type=_positive, default=MAX_FRAME_PIXELS, metavar="N",
-                   help=f"largest frame (data window width x height) taken by any transport: files, shared "
-                        f"memory or inline; larger gets `too_large` (default {MAX_FRAME_PIXELS} = 8192x8192, "
-                        f"8K plates with overscan)")
+                   help=f"largest frame (width x height of its data window, and of its display window) taken "
+                        f"by any transport: files, shared memory or inline; larger gets `too_large` "
+                        f"(default {MAX_FRAME_PIXELS} = 8192x8192, 8K plates with overscan)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 

@@ -183,6 +183,10 @@ class Worker(threading.Thread):
             raise ProtocolError("too_large", f"{name}: {w}x{h} is {w * h} pixels, more than this server's frame "
                                              f"limit of {self.max_frame_pixels} pixels (--max-frame-pixels)")
 
+    def _check_display_size(self, geometry, name: str) -> None:
+        """The display window too: the model's view of a frame is allocated at its size (plate.to_display)."""
+        self._check_frame_size((geometry.display[3], geometry.display[2]), name)
+
     def _on_open_clip(self, client: bytes, msg: Message) -> None:
         held = sum(1 for c in self._clips.values() if c.owner == client)
         if held >= self.max_clips:
@@ -195,6 +199,7 @@ class Worker(threading.Thread):
             # any of its frames is read for a preview or a propagation.
             for frame, geometry in sorted(clip.prepared.geometry.items()):
                 self._check_frame_size((geometry.data[3], geometry.data[2]), f"pattern: frame {frame}'s data window")
+                self._check_display_size(geometry, f"pattern: frame {frame}'s display window")
         except ProtocolError:
             clip.close()
             raise
@@ -213,7 +218,9 @@ class Worker(threading.Thread):
         else:
             pixels = unpack_array(msg.content.get("pixels"), msg.buffers, "pixels")  # a view of the message
             self._check_frame_size(pixels.shape, "pixels")
-            clip.put_frame(frame, pixels, geometry_from_content(msg.content, pixels))
+            geometry = geometry_from_content(msg.content, pixels)
+            self._check_display_size(geometry, "geometry.display")
+            clip.put_frame(frame, pixels, geometry)
         self._reply(client, msg, "put_frame_reply", {"clip": clip.id, "frame": frame})
 
     def _put_shared(self, clip: ServerClip, frame: int, content: dict) -> None:
@@ -227,6 +234,7 @@ class Worker(threading.Thread):
         h, w = layout.shape[:2]
         # the geometry from the description alone: a zero-strided stand-in of that shape allocates nothing
         geometry = geometry_from_content(content, np.broadcast_to(np.zeros((), layout.dtype), layout.shape))
+        self._check_display_size(geometry, "geometry.display")
         if (geometry.data[2], geometry.data[3]) != (w, h):
             raise ProtocolError("bad_buffer", f"frame {frame}: pixels are {w}x{h} but the data window is "
                                               f"{geometry.data[2]}x{geometry.data[3]}")

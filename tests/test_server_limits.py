@@ -139,6 +139,14 @@ def test_frames_over_the_pixel_limit_are_refused_by_every_transport(checkpoint, 
         assert reply["code"] == "bad_buffer" and f"segment {segment.name!r} has {segment.size}" in reply["message"]
         assert put((300, 300, 4), "uint8")["code"] == "bad_buffer"  # inline frames are float
         assert put((300, 300, 4), geometry={"data": [0, 0, 301, 300]})["code"] == "bad_buffer"
+        # the display window too: the model's view of a frame is made at its size
+        huge = {"display": [0, 0, 1 << 20, 1 << 20], "data": [0, 0, 300, 300]}
+        reply = put((300, 300, 4), geometry=huge)
+        assert reply["code"] == "too_large" and reply["message"].startswith("geometry.display: 1048576x1048576")
+        small = np.zeros((30, 30, 3), np.float32)
+        reply = request(sock, "put_frame", {"clip": clip, "frame": 1, "geometry": dict(huge, data=[0, 0, 30, 30]),
+                                            "pixels": {"buffer": 0, "dtype": "float32", "shape": [30, 30, 3]}}, [small])
+        assert reply.content["code"] == "too_large" and reply.content["message"].startswith("geometry.display")
         assert put((300, 300, 4))["frame"] == 1  # 90000 pixels: taken
 
         # files: the plate's data window (960x540) is checked when it is opened
@@ -239,7 +247,7 @@ def test_keys_are_private_whatever_the_umask_and_serve_refuses_an_exposed_secret
                                    f"(mode {exposed:04o})") and f"chmod 600 {secret}" in lines[0]
 
 
-# --- 13: unsent frames, a server stopped mid-job ---------------------------------------------------------------------------------
+# --- 13: unsent frames, a server stopped mid-job -----------------------------------------------------------------
 def test_propagating_an_inline_clip_with_unsent_frames_is_not_found(mb_server):
     """docs/protocol.md: a frame of an inline clip that was not sent is `not_found`, also when the propagation's
     prompts are on that frame (their checks used to call it a bad field)."""
@@ -247,7 +255,8 @@ def test_propagating_an_inline_clip_with_unsent_frames_is_not_found(mb_server):
     clip = request(sock, "open_clip", {"source": "inline", "frames": "1-2", "colorspace": "ACEScg"}).content["clip"]
     pixels = np.zeros((16, 16, 3), np.float32)
     desc = {"buffer": 0, "dtype": "float32", "shape": [16, 16, 3]}
-    assert request(sock, "put_frame", {"clip": clip, "frame": 1, "pixels": desc}, [pixels]).msg_type == "put_frame_reply"
+    reply = request(sock, "put_frame", {"clip": clip, "frame": 1, "pixels": desc}, [pixels])
+    assert reply.msg_type == "put_frame_reply"
     for frame in (1, 2):  # prompts on the sent frame, then on the unsent one
         reply = request(sock, "propagate", {"clip": clip, "buffers": True, "prompts": prompts_doc("a", frame=frame)})
         assert reply.content["code"] == "not_found", reply.content
