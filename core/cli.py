@@ -114,7 +114,8 @@ def cmd_track(args) -> int:
         plate=args.plate, frames=frames, prompts=prompts_from_args(args, frames.first), out=args.out,
         layer=args.layer, colorspace=args.colorspace, ocio=args.ocio, view=args.view, direction=args.direction,
         edge=args.edge, fill_holes=args.fill_holes, stabilize=args.stabilize, layout=args.layout,
-        report=args.report, cutout=args.cutout, channels=args.matte_channels, force=args.force, model=args.model, checkpoint=args.checkpoint, model_config=args.model_config,
+        report=args.report, cutout=args.cutout, channels=args.matte_channels, force=args.force,
+        prompts_file=args.prompts, model=args.model, checkpoint=args.checkpoint, model_config=args.model_config,
         image_size=args.image_size, device=args.device,
     )
     start = time.monotonic()

@@ -26,6 +26,38 @@ def load_config(source: Optional[str] = None):
         raise MatteBridgeError(f"OCIO config {source}: cannot load ({first})") from None
 
 
+def config_files(config) -> list:
+    """Every file the config's transforms reference, as OCIO resolves it (search paths, context variables);
+    files that do not exist are left out (OCIO cannot read them either)."""
+    import PyOpenColorIO as ocio
+
+    def walk(transform):
+        if transform is None:
+            return
+        if isinstance(transform, ocio.GroupTransform):
+            for t in transform:
+                yield from walk(t)
+        elif isinstance(transform, ocio.FileTransform):
+            yield transform.getSrc()
+
+    transforms = []
+    for cs in config.getColorSpaces():
+        transforms += [cs.getTransform(ocio.COLORSPACE_DIR_TO_REFERENCE), cs.getTransform(ocio.COLORSPACE_DIR_FROM_REFERENCE)]
+    for look in config.getLooks():
+        transforms += [look.getTransform(), look.getInverseTransform()]
+    for vt in config.getViewTransforms():
+        transforms += [vt.getTransform(ocio.VIEWTRANSFORM_DIR_TO_REFERENCE), vt.getTransform(ocio.VIEWTRANSFORM_DIR_FROM_REFERENCE)]
+    for nt in config.getNamedTransforms():
+        transforms += [nt.getTransform(ocio.TRANSFORM_DIR_FORWARD), nt.getTransform(ocio.TRANSFORM_DIR_INVERSE)]
+    context, files = config.getCurrentContext(), set()
+    for src in {s for t in transforms for s in walk(t)}:
+        try:
+            files.add(context.resolveFileLocation(src))
+        except Exception:  # not found anywhere on the search path
+            pass
+    return sorted(files)
+
+
 def _names(config) -> list:
     return [cs.getName() for cs in config.getColorSpaces()]
 

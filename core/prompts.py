@@ -13,7 +13,18 @@ from .errors import MatteBridgeError
 
 SCHEMA_VERSION = 1
 DEFAULT_OBJECT = "main"
-_OBJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# The one grammar for object names (CLI, prompts JSON, wire, plugins): names become file names and EXR
+# layer names, so nothing that can spell a path ('/', '..', a leading '.') or a huge name gets through.
+OBJECT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+
+
+def check_object_name(name) -> str:
+    """`name` if it is a valid object name; else a one-line error naming it. Call before any other use."""
+    if not isinstance(name, str) or not OBJECT_NAME.fullmatch(name):
+        shown = repr(name) if not isinstance(name, str) or len(name) <= 80 else repr(name[:77] + "...")
+        raise MatteBridgeError(f"object name {shown}: use 1-64 letters, digits, '_', '-' or '.', "
+                               f"not starting with '.'")
+    return name
 
 
 @dataclass
@@ -47,8 +58,7 @@ class Prompts:
     objects: Dict[str, Dict[int, FramePrompt]] = field(default_factory=dict)
 
     def on(self, obj: str, frame: int) -> FramePrompt:
-        if not _OBJECT_NAME.fullmatch(obj):
-            raise MatteBridgeError(f"object name {obj!r}: use letters, digits, '_', '-' or '.'")
+        check_object_name(obj)
         return self.objects.setdefault(obj, {}).setdefault(frame, FramePrompt())
 
     def add_point(self, obj: str, frame: int, x: float, y: float, positive: bool = True) -> None:

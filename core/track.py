@@ -12,9 +12,10 @@ import numpy as np
 
 from . import __version__
 from .alpha import EDGE_MODES, alpha_from_logits
-from .colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
+from .colour import DisplayTransform, config_files, load_config, resolve_colorspace, resolve_view
 from .errors import MatteBridgeError
 from .matte_io import write_matte
+from .paths import UNCONFINED, InputSet, OutputConflict, PathPolicy
 from .plate import Geometry, Plate, read_header, read_mask, read_plate, to_display
 from .prompts import Prompts
 from .sequence import FrameRange, frame_path, has_frame_token
@@ -43,6 +44,7 @@ class TrackJob:
     cutout: Optional[str] = None  # premultiplied plate RGB x alpha pattern
     channels: str = "A"  # A, or RGBA (layout files only)
     force: bool = False  # recompute frames already written by the same job
+    prompts_file: Optional[str] = None  # where the prompts came from (an input: never overwritten)
     model: str = "sam2.1_hiera_small"
     checkpoint: Optional[str] = None
     model_config: Optional[str] = None
@@ -61,6 +63,54 @@ def out_path(pattern: str, frame: int, obj: str) -> str:
     return frame_path(pattern.replace("{object}", obj), frame)
 
 
+def matte_paths(job: "TrackJob", frame: int) -> Dict[str, str]:
+    """object (or "*" for one file holding every object) -> the matte file of `frame`."""
+    if job.layout == "files":
+        return {obj: out_path(job.out, frame, obj) for obj in job.prompts.objects}
+    return {"*": frame_path(job.out, frame)}
+
+
+def report_paths(job: "TrackJob") -> List[str]:
+    stem = os.path.splitext(job.report)[0]
+    return [stem + ".json", stem + ".csv"]
+
+
+def job_outputs(job: "TrackJob"):
+    """(flag, path) of every file the job writes."""
+    for frame in job.frames:
+        if job.out:
+            for path in matte_paths(job, frame).values():
+                yield "--out", path
+        if job.cutout:
+            yield "--cutout", frame_path(job.cutout, frame)
+    for path in report_paths(job) if job.report else ():
+        yield "--report", path
+
+
+def check_outputs(job: "TrackJob", clip: "PreparedClip", paths: PathPolicy = UNCONFINED) -> InputSet:
+    """Every file the job will write, resolved: allowed by `paths`, never one of the job's inputs (by path or
+    inode: a hard link or a symlinked folder is the same file), never written twice. Returns the inputs."""
+    inputs = InputSet()
+    for path in clip.inputs:
+        inputs.add(path, "a plate frame")
+    for obj, per in job.prompts.objects.items():
+        for frame, fp in per.items():
+            if fp.mask:
+                inputs.add(fp.mask, f"the mask of {obj!r} on frame {frame}")
+    config = clip.transform.config_source
+    if config and not config.startswith("ocio://"):
+        inputs.add(config, "the OCIO config")
+    if job.prompts_file:
+        inputs.add(job.prompts_file, "the prompts file")
+    written: Dict[str, str] = {}
+    for flag, path in job_outputs(job):
+        real = paths.write(path, flag)
+        inputs.refuse_overwrite(real, flag, path)
+        if written.setdefault(real, flag) != flag:
+            raise OutputConflict(f"{flag} {path}: is also written by {written[real]}")
+    return inputs
+
+
 @dataclass
 class PreparedClip:
     """Everything about the plate checked before any model work: frames, geometry, colour, pixels."""
@@ -71,6 +121,7 @@ class PreparedClip:
     read: Callable[[int], Plate]  # frame number -> plate
     stamp: Callable[[int], str]  # frame number -> identity of that frame's pixels (for resuming)
     source: str  # what the matte header records as the plate
+    inputs: List[str] = field(default_factory=list)  # the resolved plate files (outputs must never be one)
 
 
 def file_stamp(path: str) -> str:
@@ -78,48 +129,66 @@ def file_stamp(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, ocio=None, view=None) -> PreparedClip:
+def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, ocio=None, view=None,
+                 paths: PathPolicy = UNCONFINED) -> PreparedClip:
     if not has_frame_token(plate) and len(frames) > 1:
         raise MatteBridgeError(f"{plate}: a range of frames needs a frame token in the path (####, %04d or @)")
-    paths = {f: frame_path(plate, f) for f in frames}
-    for f, p in paths.items():
-        if not os.path.exists(p):
-            raise MatteBridgeError(f"{p}: frame {f} is missing")
-    geometry = {f: read_header(p, layer) for f, p in paths.items()}
-    first = read_plate(paths[frames.first], layer)  # metadata and bit depth of the sequence
-    transform = resolve_transform(first, colorspace, ocio, view)
-    return PreparedClip(frames, geometry, transform, lambda f: read_plate(paths[f], layer),
-                        lambda f: file_stamp(paths[f]), os.path.abspath(plate))
+    files = {f: frame_path(plate, f) for f in frames}
+
+    def opened(f: int) -> str:  # checked each time it is opened: a frame can become a symlink mid-shot
+        return paths.read(files[f], f"plate frame {f}")
+
+    for f in frames:
+        if not os.path.exists(opened(f)):
+            raise MatteBridgeError(f"{files[f]}: frame {f} is missing")
+    geometry = {f: read_header(opened(f), layer) for f in frames}
+    first = read_plate(opened(frames.first), layer)  # metadata and bit depth of the sequence
+    transform = resolve_transform(first, colorspace, ocio, view, paths)
+    return PreparedClip(frames, geometry, transform, lambda f: read_plate(opened(f), layer),
+                        lambda f: file_stamp(opened(f)), os.path.abspath(plate), [opened(f) for f in frames])
 
 
-def resolve_transform(first: Plate, colorspace=None, ocio=None, view=None) -> DisplayTransform:
+def resolve_transform(first: Plate, colorspace=None, ocio=None, view=None,
+                      paths: PathPolicy = UNCONFINED) -> DisplayTransform:
+    """The plate's colour space -> display/view. A config named by the job is checked before OCIO parses it,
+    and every file it references after (a config can name any LUT on disk)."""
+    if ocio and not ocio.startswith("ocio://"):
+        ocio = paths.colour_config(ocio, "ocio")
     config, source = load_config(ocio)
+    if ocio and paths.confined:
+        paths.colour_config(ocio, "ocio", config_files(config))
     cs = resolve_colorspace(config, colorspace, first.colorspace, first.is_float, source)
     display, view_name = resolve_view(config, view, source)
     return DisplayTransform(source, cs, display, view_name)
 
 
-def _engine_prompts(prompts: Prompts, geometry: Dict[int, Geometry]):
+def _engine_prompts(prompts: Prompts, geometry: Dict[int, Geometry], paths: PathPolicy):
     """frame -> [(object, ObjectPrompt)] in normalised display coordinates."""
     out: Dict[int, list] = {}
     for obj, per in prompts.objects.items():
         for frame, fp in sorted(per.items()):
-            out.setdefault(frame, []).append((obj, engine_prompt(fp, geometry[frame], frame)))
+            out.setdefault(frame, []).append((obj, engine_prompt(fp, geometry[frame], frame, paths)))
     return out
 
 
-def engine_prompt(fp, geometry: Geometry, frame: int):
+def engine_prompt(fp, geometry: Geometry, frame: int, paths: PathPolicy = UNCONFINED):
     """One object's FramePrompt -> the engine's ObjectPrompt (normalised display coordinates)."""
     from .engine import ObjectPrompt
 
     w, h = geometry.display_size
     if fp.mask is not None:
-        pixels, mgeo = read_mask(fp.mask)
+        pixels, mgeo = read_mask(paths.read(fp.mask, f"mask on frame {frame}"))
         if mgeo.display_size != (w, h):
             raise MatteBridgeError(
                 f"{fp.mask}: mask display window {mgeo.display_size[0]}x{mgeo.display_size[1]} "
                 f"differs from the plate's {w}x{h} on frame {frame}")
-        return ObjectPrompt(mask=to_display(pixels, mgeo) > 0.5)
+        # The model sees the display window only: a mask that covers nothing there would track nothing.
+        inside = to_display(pixels, mgeo) > 0.5
+        if not inside.any():
+            where = "lies outside the display window (in the overscan)" if (pixels > 0.5).any() else "is empty"
+            raise MatteBridgeError(f"{fp.mask}: mask on frame {frame} {where}; the model sees only the display "
+                                   f"window {w}x{h}")
+        return ObjectPrompt(mask=inside)
     pts = [(p.x / w, p.y / h) for p in fp.points]
     return ObjectPrompt(
         points=np.array(pts, np.float32).reshape(-1, 2) if pts else None,
@@ -174,10 +243,11 @@ def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]]
     check_job(job)
     clip = prepare_clip(job.plate, job.frames, job.layer, job.colorspace, job.ocio, job.view)
     job.prompts.check(job.frames, lambda frame: clip.geometry[frame].display_size)
+    inputs = check_outputs(job, clip)  # before the model loads: a bad --out fails at once, not after a minute
     model = load_model(job.model, job.checkpoint, job.model_config, job.image_size, job.device)
     log(f"model {model.name} on {model.device}, input {model.predictor.image_size}px; "
         f"colour {clip.transform.colorspace} -> {clip.transform.display}/{clip.transform.view}")
-    run = TrackRun(job, clip, model)
+    run = TrackRun(job, clip, model, inputs=inputs)
     for outcome in run:
         if progress:
             progress(run.stats.frames_written + run.stats.frames_skipped, len(job.frames), outcome.frame)
@@ -203,11 +273,13 @@ class TrackRun:
     stops early once the rest of it is on disk and no later pass needs its memory.
     """
 
-    def __init__(self, job: TrackJob, clip: PreparedClip, model, keep_mattes: bool = False):
-        self.job, self.clip, self.model, self.keep_mattes = job, clip, model, keep_mattes
+    def __init__(self, job: TrackJob, clip: PreparedClip, model, keep_mattes: bool = False,
+                 paths: PathPolicy = UNCONFINED, inputs: Optional[InputSet] = None):
+        self.job, self.clip, self.model, self.keep_mattes, self.paths = job, clip, model, keep_mattes, paths
         self.stats = TrackStats()
         self.key = job_key(job, clip, model)
-        self.post = MattePost(job, model.predictor.image_size // 4, clip, refine_device(model.device), {
+        files = OutputFiles(paths, inputs or check_outputs(job, clip, paths))
+        self.post = MattePost(job, model.predictor.image_size // 4, clip, refine_device(model.device), files, {
             "version": __version__, "model": model.name, "checkpointSHA256": model.sha256,
             "prompts": job.prompts.to_json(), "edge": job.edge, "plate": clip.source,
             "layer": job.layer or "", "jobKey": self.key, **clip.transform.describe(),
@@ -224,9 +296,10 @@ class TrackRun:
         self._steps.close()
 
     def outputs(self, frame: int) -> List[str]:
+        """The frame's output files, resolved and checked."""
         job = self.job
         paths = list(self.post.paths(frame).values()) if job.out else []
-        return paths + ([frame_path(job.cutout, frame)] if job.cutout else [])
+        return paths + ([self.post.files.path(frame_path(job.cutout, frame), "--cutout")] if job.cutout else [])
 
     def _done(self, frame: int) -> bool:
         from .matte_io import read_metadata
@@ -271,7 +344,7 @@ class TrackRun:
             self.post.finish()
             return
 
-        per_frame = _engine_prompts(job.prompts, self.clip.geometry)
+        per_frame = _engine_prompts(job.prompts, self.clip.geometry, self.paths)
         feed = ModelFeed(list(frames), self.clip.read, self.model.predictor.image_size, self.clip.transform)
         tracker = StreamingTracker(self.model.predictor, feed, len(frames), self.model.device)
         try:
@@ -345,14 +418,29 @@ def remove_stale_temps(paths: List[str]) -> None:
                     pass
 
 
+class OutputFiles:
+    """Where outputs really go: each path resolved and checked when it is opened (a folder can become a
+    symlink mid-shot), never onto one of the job's inputs."""
+
+    def __init__(self, paths: PathPolicy, inputs: InputSet):
+        self.paths, self.inputs = paths, inputs
+
+    def path(self, path: str, flag: str) -> str:
+        real = self.paths.write(path, flag)
+        self.inputs.refuse_overwrite(real, flag, path)
+        return real
+
+
 class MattePost:
     """Logits -> mattes on disk: stabilise, fill holes, edge mode, layout, QC and cut-outs."""
 
-    def __init__(self, job: TrackJob, grid: int, clip: PreparedClip, device, metadata: Dict[str, object]):
+    def __init__(self, job: TrackJob, grid: int, clip: PreparedClip, device, files: OutputFiles,
+                 metadata: Dict[str, object]):
         from .confidence import QCReport
         from .temporal import TemporalSmoother
 
         self.job, self.grid, self.clip, self.device, self.metadata = job, grid, clip, device, metadata
+        self.files = files
         self.smoothers = {o: TemporalSmoother(logits=True, radius=1) for o in job.prompts.objects}
         self.report = QCReport() if job.report else None
 
@@ -361,9 +449,8 @@ class MattePost:
             smoother.reset()
 
     def paths(self, frame: int) -> Dict[str, str]:
-        if self.job.layout == "files":
-            return {obj: out_path(self.job.out, frame, obj) for obj in self.job.prompts.objects}
-        return {"*": frame_path(self.job.out, frame)}
+        """The frame's matte files, resolved and checked as they are about to be opened."""
+        return {key: self.files.path(p, "--out") for key, p in matte_paths(self.job, frame).items()}
 
     def _logits(self, obj: str, result, geometry: Geometry) -> Optional[np.ndarray]:
         from .holes import fill_holes_logits
@@ -447,12 +534,12 @@ class MattePost:
         if job.cutout:
             coverage = np.clip(sum(mattes.values()), 0, 1)
             rgb = plate.pixels * coverage[..., None]  # the plate's own colour space, untouched otherwise
-            write_matte(frame_path(job.cutout, frame), {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2],
-                                                         "A": coverage}, geometry, meta)
+            write_matte(self.files.path(frame_path(job.cutout, frame), "--cutout"),
+                        {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "A": coverage}, geometry, meta)
         return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious)
 
     def finish(self) -> None:
         if self.report is not None:
-            stem = os.path.splitext(self.job.report)[0]
-            self.report.write_json(stem + ".json")
-            self.report.write_csv(stem + ".csv")
+            json_path, csv_path = report_paths(self.job)
+            self.report.write_json(self.files.path(json_path, "--report"))
+            self.report.write_csv(self.files.path(csv_path, "--report"))

@@ -1,13 +1,15 @@
 """Who may reach the server and which files it may touch: loopback binds, CurveZMQ keys, allowed roots."""
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
+import shutil
 import tempfile
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.protocol import ProtocolError
+from mattebridge.core.paths import PathPolicy
 
 SERVER_SECRET = "server.key_secret"
 SERVER_PUBLIC = "server.key"
@@ -36,13 +38,23 @@ def check_bind(address: str, keys: Optional[str]) -> None:
 
 
 def create_keys(folder: str) -> str:
-    """A server key pair in `folder` (and an empty clients/ allow-list folder); returns the public key file."""
+    """A server key pair in `folder` (and an empty clients/ allow-list folder); returns the public key file.
+
+    Folders it creates are 0700 and the secret key 0600, whatever the caller's umask: the umask is 077
+    while they are made, so the secret is never readable by others, not even for a moment. The public key
+    is 0644 (clients need it)."""
     import zmq.auth
 
-    os.makedirs(os.path.join(folder, CLIENTS), exist_ok=True)
     if os.path.exists(os.path.join(folder, SERVER_SECRET)):
         raise MatteBridgeError(f"{folder}: already holds a server key pair ({SERVER_SECRET}); not overwritten")
-    public, _ = zmq.auth.create_certificates(folder, "server")
+    umask = os.umask(0o077)
+    try:
+        os.makedirs(os.path.join(folder, CLIENTS), mode=0o700, exist_ok=True)
+        public, secret = zmq.auth.create_certificates(folder, "server")
+    finally:
+        os.umask(umask)
+    os.chmod(secret, 0o600)
+    os.chmod(public, 0o644)
     return public
 
 
@@ -53,6 +65,10 @@ def load_server_keys(folder: str):
     path = os.path.join(folder, SERVER_SECRET)
     if not os.path.exists(path):
         raise MatteBridgeError(f"--keys {folder}: no {SERVER_SECRET} (create one with `mattebridge keys {folder}`)")
+    mode = os.stat(path).st_mode & 0o777
+    if os.name != "nt" and mode & 0o077:  # as ssh: a secret others can read is no longer a secret
+        raise MatteBridgeError(f"--keys {folder}: {path} is open to other users (mode {mode:04o}); "
+                               f"a secret key must be private to its owner: chmod 600 {path}")
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as e:
@@ -62,21 +78,11 @@ def load_server_keys(folder: str):
     return public, secret, allow
 
 
-class Roots:
-    """The only folders whose files the server reads or writes (symlinks resolved)."""
+class Roots(PathPolicy):
+    """The only folders whose files the server reads or writes (docs/security.md), plus one private folder
+    of its own (0700) for the mask prompts clients send as buffers."""
 
     def __init__(self, roots: Sequence[str] = ()):
-        roots = list(roots) or [os.getcwd(), tempfile.gettempdir()]
-        self.roots: List[str] = [os.path.realpath(r) for r in roots]
-
-    def check(self, path: str, field: str) -> str:
-        if not isinstance(path, str) or not path:
-            raise ProtocolError("bad_field", f"{field}: expected a path")
-        if "\0" in path:
-            raise ProtocolError("bad_field", f"{field}: path contains a NUL byte")
-        real = os.path.realpath(os.path.expanduser(path))
-        for root in self.roots:
-            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
-                return path
-        raise ProtocolError("forbidden_path", f"{field}: {path} is outside the server's allowed roots "
-                                              f"({', '.join(self.roots)}; see --allow-root)")
+        self.scratch = tempfile.mkdtemp(prefix="mattebridge-serve-")
+        atexit.register(shutil.rmtree, self.scratch, True)
+        super().__init__(list(roots) or [os.getcwd(), tempfile.gettempdir()], private=[self.scratch])

@@ -15,7 +15,8 @@ import numpy as np
 from mattebridge.core.alpha import EDGE_MODES, alpha_from_logits
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.plate import Geometry, Plate
-from mattebridge.core.prompts import FramePrompt, Point, Prompts
+from mattebridge.core.paths import PathPolicy
+from mattebridge.core.prompts import FramePrompt, Point, Prompts, check_object_name
 from mattebridge.core.protocol import ProtocolError, check_window, field_of, unpack_array
 from mattebridge.core.sequence import FrameRange
 from mattebridge.core.track import (PreparedClip, TrackJob, TrackRun, check_job, engine_prompt, prepare_clip,
@@ -25,15 +26,16 @@ from .access import Roots
 
 
 def file_error(e: MatteBridgeError) -> ProtocolError:
-    """A core error about a file -> the matching error reply code."""
+    """A core error about a file -> the matching error reply code (errors that know theirs keep it)."""
     text = str(e)
-    code = "not_found" if ("missing" in text or "not found" in text) else "bad_file"
+    code = getattr(e, "code", None) or ("not_found" if ("missing" in text or "not found" in text) else "bad_file")
     return ProtocolError(code, text)
 
 
 class ServerClip:
-    def __init__(self, clip_id: str, owner: bytes, prepared: PreparedClip, inline: Optional[dict] = None):
-        self.id, self.owner, self.prepared = clip_id, owner, prepared
+    def __init__(self, clip_id: str, owner: bytes, prepared: PreparedClip, paths: PathPolicy,
+                 inline: Optional[dict] = None):
+        self.id, self.owner, self.prepared, self.paths = clip_id, owner, prepared, paths
         self.inline = inline  # frame -> Plate for clips whose pixels arrive with put_frame
         self.stamps: Dict[int, str] = {}
         self.prompts = Prompts()
@@ -99,7 +101,7 @@ class ServerClip:
 
         frame = self.frames.first + index
         geometry = self.prepared.geometry[frame]
-        prompt = engine_prompt(fp, geometry, frame)
+        prompt = engine_prompt(fp, geometry, frame, self.paths)
         tracker = StreamingTracker(model.predictor, self.feed(model), len(self.frames), model.device)
         if self._features is not None and self._features[0] == index:
             tracker.state["cached_features"] = {index: self._features[1]}
@@ -115,8 +117,8 @@ class ServerClip:
         """A mask sent as a buffer, kept as an EXR so the prompts JSON can refer to it."""
         from mattebridge.core.matte_io import write_matte
 
-        if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix=f"mattebridge-clip-{self.id}-")
+        if self._tmp is None:  # inside the server's private folder, which only it can reach
+            self._tmp = tempfile.mkdtemp(prefix=f"clip-{self.id}-", dir=self.paths.scratch)
         w, h = self.prepared.geometry[frame].display_size
         if mask.shape[:2] != (h, w):
             raise ProtocolError("bad_buffer", f"mask: {mask.shape[1]}x{mask.shape[0]} but frame {frame}'s display "
@@ -131,7 +133,7 @@ class ServerClip:
 
     # --- propagation ------------------------------------------------------------------------------
     def start_job(self, model, job: TrackJob, keep_mattes: bool) -> TrackRun:
-        self.job = TrackRun(job, self.prepared, model, keep_mattes)
+        self.job = TrackRun(job, self.prepared, model, keep_mattes, self.paths)
         return self.job
 
     def close(self) -> None:
@@ -156,20 +158,18 @@ def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots) -> Server
     colorspace = field_of(content, "colorspace", str, None)
     ocio = field_of(content, "ocio", str, None)
     view = field_of(content, "view", str, None)
-    if ocio and not ocio.startswith("ocio://"):
-        roots.check(ocio, "ocio")
     source = field_of(content, "source", str, "files")
     try:
         if source == "files":
-            pattern = roots.check(field_of(content, "pattern", str), "pattern")
-            clip = ServerClip(clip_id, owner, prepare_clip(pattern, frames, layer, colorspace, ocio, view))
+            pattern = field_of(content, "pattern", str)
+            clip = ServerClip(clip_id, owner, prepare_clip(pattern, frames, layer, colorspace, ocio, view, roots), roots)
             clip.layer = layer
             return clip
         if source == "inline":
             store: Dict[int, Plate] = {}
             probe = Plate("", np.zeros((1, 1, 3), np.float32), Geometry((0, 0, 1, 1), (0, 0, 1, 1)), "", True)
-            transform = resolve_transform(probe, colorspace, ocio, view)
-            clip = ServerClip(clip_id, owner, None, store)
+            transform = resolve_transform(probe, colorspace, ocio, view, roots)
+            clip = ServerClip(clip_id, owner, None, roots, store)
             clip.prepared = PreparedClip(frames, {}, transform, lambda f: store[f], lambda f: clip.stamps[f],
                                          f"inline:{clip_id}")
             return clip
@@ -181,6 +181,10 @@ def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots) -> Server
 
 
 def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) -> FramePrompt:
+    try:  # first: the name becomes a file name below
+        obj = check_object_name(field_of(content, "object", str))
+    except MatteBridgeError as e:
+        raise ProtocolError("bad_field", f"object: {e}") from None
     fp = FramePrompt()
     points = field_of(content, "points", list, [])
     for i, p in enumerate(points):
@@ -199,11 +203,10 @@ def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) ->
         if fp.points or fp.box is not None:
             raise ProtocolError("bad_field", "mask: cannot be combined with points or a box on one frame")
         if isinstance(mask, str):
-            if not os.path.exists(mask):
+            if not os.path.exists(clip.paths.read(mask, "mask")):  # the roots first: no probing for files
                 raise ProtocolError("not_found", f"mask: {mask} not found")
             fp.mask = mask
         else:
-            obj = field_of(content, "object", str)
             fp.mask = clip.mask_file(frame, obj, unpack_array(mask, buffers, "mask", ndim=(2,)))
     if not fp.points and fp.box is None and fp.mask is None:
         raise ProtocolError("bad_field", "prompt: give points, a box or a mask (to remove a prompt, send clear)")
@@ -235,18 +238,11 @@ def job_from_content(clip: ServerClip, content: dict, roots: Roots) -> TrackJob:
             prompts = Prompts.from_json(field_of(content, "prompts", dict), "prompts")
         except MatteBridgeError as e:
             raise ProtocolError("bad_field", str(e)) from None
-        for obj, per in prompts.objects.items():
-            for frame, fp in per.items():
-                if fp.mask:
-                    roots.check(fp.mask, f"prompts: object {obj!r}, frame {frame}, mask")
-        clip.prompts = prompts
+        clip.prompts = prompts  # mask paths are checked against the roots when they are opened
     out = field_of(content, "out", str, None)
     buffers = field_of(content, "buffers", bool, False)
     if out is None and not buffers:
         raise ProtocolError("bad_field", "propagate: nothing to return (give out, buffers: true, or both)")
-    for key in ("out", "report", "cutout"):
-        if content.get(key) is not None:
-            roots.check(field_of(content, key, str), key)
     edge = field_of(content, "edge", str, "soft")
     if edge not in EDGE_MODES:
         raise ProtocolError("bad_field", f"edge: {edge!r} (expected one of {', '.join(EDGE_MODES)})")
@@ -262,19 +258,14 @@ def job_from_content(clip: ServerClip, content: dict, roots: Roots) -> TrackJob:
         channels=field_of(content, "channels", str, "A"), force=field_of(content, "force", bool, False),
         colorspace=t.colorspace, view=f"{t.display}/{t.view}",
     )
-    try:
-        check_job(job)
-        prompts.check(clip.frames, lambda f: clip.prepared.geometry[f].display_size if f in clip.prepared.geometry
-                      else _not_sent(f))
-    except MatteBridgeError as e:
-        raise ProtocolError("bad_field", str(e)) from None
-    if clip.inline is not None:
+    if clip.inline is not None:  # before the prompts are checked against the frames' geometry
         missing = [f for f in clip.frames if f not in clip.inline]
         if missing:
             raise ProtocolError("not_found", f"frames not sent yet (put_frame): {missing[0]}"
                                              + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    try:
+        check_job(job)
+        prompts.check(clip.frames, lambda f: clip.prepared.geometry[f].display_size)
+    except MatteBridgeError as e:
+        raise ProtocolError("bad_field", str(e)) from None
     return job
-
-
-def _not_sent(frame: int):
-    raise ProtocolError("not_found", f"frame {frame}: not sent yet (put_frame)")

@@ -100,7 +100,7 @@ def free_port() -> int:
 class ServerProcess:
     """A real `mattebridge serve` process on a loopback port (random-weight tiny model)."""
 
-    def __init__(self, checkpoint: str, log_dir, *extra, port: int = 0, cwd=None):
+    def __init__(self, checkpoint: str, log_dir, *extra, port: int = 0, cwd=None, env=None):
         import time
 
         self.port = port or free_port()
@@ -109,7 +109,8 @@ class ServerProcess:
         self.args = [sys.executable, "-m", "mattebridge.core.cli", "serve", "--bind", self.address,
                      *model_args(checkpoint), *map(str, extra)]
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._log, cwd=cwd)
+        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._log, cwd=cwd,
+                                        env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + 120
         line = b""
         while time.monotonic() < deadline and self.process.poll() is None:
