@@ -8,6 +8,8 @@ standard library and numpy: clients inside host applications load it.
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -25,6 +27,10 @@ IDEMPOTENT = frozenset(("hello", "status", "open_clip", "put_frame", "prompt", "
                         "close_clip"))
 DTYPES = ("uint8", "uint16", "float16", "float32")
 MAX_JSON_BYTES = 1 << 20
+# Deepest nesting of [ and { accepted in JSON from outside (wire messages, prompts files). json.loads recurses once
+# per level, so a 2 KB document nested 1000 deep ends in RecursionError; real documents nest at most ~8 (a prompts
+# document inside a reply's content).
+MAX_JSON_DEPTH = 32
 
 ERRORS = {
     "bad_message": "not a mattebridge message: wrong frame count, tag, or JSON",
@@ -94,11 +100,67 @@ def _json(frame, what: str) -> dict:
     if len(frame) > MAX_JSON_BYTES:
         raise ProtocolError("too_large", f"{what} JSON of {len(frame)} bytes exceeds {MAX_JSON_BYTES}")
     try:
-        doc = json.loads(bytes(frame).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        doc = load_json(bytes(frame))
+    except ValueError as e:
         raise ProtocolError("bad_message", f"{what} is not JSON ({e})") from None
     if not isinstance(doc, dict):
         raise ProtocolError("bad_message", f"{what} must be a JSON object")
+    return doc
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+
+def json_depth(data: bytes) -> int:
+    """How deep [ and { nest in JSON text, outside strings: a linear pre-scan, so that json.loads (recursive) is
+    never handed a document deep enough to exhaust the stack. On text that is not JSON it may over-count, never
+    under-count what the parser would reach before failing (it counts opening brackets that are never closed)."""
+    codes = np.frombuffer(_JSON_STRING.sub(b"", data), np.uint8)
+    step = ((codes == 0x5B) | (codes == 0x7B)).astype(np.int32) - ((codes == 0x5D) | (codes == 0x7D))
+    return max(int(np.cumsum(step).max()), 0) if len(step) else 0
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return value
+
+
+def _check_unicode(doc, depth: int = 0) -> None:
+    """Strings (keys too) must be encodable: a JSON escape can spell a lone surrogate ("\\ud800")."""
+    if isinstance(doc, str):
+        try:
+            doc.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"string {doc[:24]!r} holds an unpaired surrogate escape") from None
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            _check_unicode(key, depth + 1)
+            _check_unicode(value, depth + 1)
+    elif isinstance(doc, list):
+        for value in doc:
+            _check_unicode(value, depth + 1)
+
+
+def load_json(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON from outside (a wire frame, a prompts file), strictly: UTF-8, nested at most `max_depth` deep, no
+    NaN/Infinity, no number that overflows a float (1e999), no unpaired surrogate. Raises ValueError with a
+    one-line reason; never RecursionError."""
+    if data.count(b"[") + data.count(b"{") > max_depth:  # else it cannot nest deeper: skip the scan
+        depth = json_depth(data)
+        if depth > max_depth:
+            raise ValueError(f"nested {depth} levels deep (at most {max_depth} accepted)")
+    try:
+        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:  # not reached after the pre-scan; kept so a stack limit can never escape as a crash
+        raise ValueError(f"nested too deep (at most {max_depth} levels accepted)") from None
+    if b"\\u" in data:  # only an escape can spell a surrogate: UTF-8 text cannot
+        _check_unicode(doc)
     return doc
 
 
