@@ -156,11 +156,22 @@ class Prompts:
 
     @classmethod
     def load(cls, path: str) -> "Prompts":
+        """A prompts file, parsed strictly (protocol.load_json): nested at most MAX_JSON_DEPTH deep (a prompts
+        document nests 7), no NaN/Infinity or overflowing numbers; every failure is one line naming the file."""
+        from .protocol import load_json
+
+        limit = 64 << 20  # far beyond any prompts file; bounds what a wrong path (a device, a plate) makes us read
         try:
-            with open(path, encoding="utf-8") as f:
-                doc = json.load(f)
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
         except OSError as e:
-            raise MatteBridgeError(f"{path}: cannot read prompts file ({e.strerror})") from None
+            raise MatteBridgeError(f"{path}: cannot read prompts file ({e.strerror or e})") from None
+        except ValueError as e:  # a path with a NUL byte or an unencodable character
+            raise MatteBridgeError(f"{path!r}: cannot read prompts file ({e})") from None
+        if len(data) > limit:
+            raise MatteBridgeError(f"{path}: not a prompts file (larger than {limit >> 20} MiB)")
+        try:
+            doc = load_json(data)
         except ValueError as e:
             raise MatteBridgeError(f"{path}: not valid JSON ({e})") from None
         return cls.from_json(doc, source=path)
