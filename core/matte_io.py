@@ -9,7 +9,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from .errors import MatteBridgeError
-from .plate import Geometry
+from .plate import Geometry, channel_names, lenient_text, library_error, printable_line
 
 METADATA_PREFIX = "mattebridge/"
 
@@ -46,11 +46,12 @@ def write_matte(path: str, channels: Dict[str, np.ndarray], geometry: Geometry, 
     try:
         out = oiio.ImageOutput.create(tmp)
         if out is None or not out.open(tmp, spec):
-            raise MatteBridgeError(f"{path}: cannot write ({oiio.geterror().strip() or 'open failed'})")
+            reason = library_error(out, fallback="", path=tmp) if out is not None else ""
+            raise MatteBridgeError(f"{path}: cannot write ({reason or library_error(fallback='open failed', path=tmp)})")
         ok = out.write_image(pixels)
         ok = out.close() and ok
         if not ok:
-            raise MatteBridgeError(f"{path}: cannot write ({out.geterror().strip() or 'write failed'})")
+            raise MatteBridgeError(f"{path}: cannot write ({library_error(out, fallback='write failed', path=tmp)})")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -63,10 +64,15 @@ def read_metadata(path: str) -> Dict[str, str]:
 
     inp = oiio.ImageInput.open(path)
     if inp is None:
+        library_error()  # retrieved, so OIIO does not print it at exit
         return {}
     try:
-        return {a.name[len(METADATA_PREFIX):]: a.value for a in inp.spec().extra_attribs
-                if a.name.startswith(METADATA_PREFIX)}
+        out = {}
+        for a in inp.spec().extra_attribs:  # a damaged header's names and values may not be UTF-8
+            name = lenient_text(lambda: a.name)
+            if name.startswith(METADATA_PREFIX):
+                out[name[len(METADATA_PREFIX):]] = lenient_text(lambda: a.value)
+        return out
     finally:
         inp.close()
 
@@ -77,15 +83,16 @@ def read_channels(path: str, names: Sequence[str]) -> np.ndarray:
 
     inp = oiio.ImageInput.open(path)
     if inp is None:
-        raise MatteBridgeError(f"{path}: cannot read ({oiio.geterror().strip() or 'open failed'})")
+        raise MatteBridgeError(f"{path}: cannot read ({library_error(fallback='open failed', path=path)})")
     try:
         spec = inp.spec()
-        missing = [n for n in names if n not in spec.channelnames]
+        have = channel_names(spec)
+        missing = [n for n in names if n not in have]
         if missing:
-            raise MatteBridgeError(f"{path}: no channel {', '.join(missing)} (has {', '.join(spec.channelnames)})")
+            raise MatteBridgeError(f"{path}: no channel {', '.join(missing)} (has {printable_line(', '.join(have))})")
         pixels = inp.read_image(0, 0, 0, spec.nchannels, "float")
         if pixels is None:
-            raise MatteBridgeError(f"{path}: cannot read pixels ({inp.geterror().strip()})")
-        return np.ascontiguousarray(pixels.reshape(spec.height, spec.width, -1)[..., [spec.channelnames.index(n) for n in names]])
+            raise MatteBridgeError(f"{path}: cannot read pixels ({library_error(inp, fallback='read failed', path=path)})")
+        return np.ascontiguousarray(pixels.reshape(spec.height, spec.width, -1)[..., [have.index(n) for n in names]])
     finally:
         inp.close()

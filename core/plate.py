@@ -11,6 +11,49 @@ from .errors import MatteBridgeError
 
 Window = Tuple[int, int, int, int]  # x, y, width, height in OIIO's absolute pixel coordinates
 HALF_MAX = 65504.0
+# A damaged header can claim any window; these bound what a frame may make us allocate (a 16K x 16K plate fits).
+MAX_SIDE = 65536
+MAX_PIXELS = 1 << 28
+
+
+def printable_line(text: str, limit: int = 300) -> str:
+    """The first non-empty line of `text`, control characters shown as '?', at most `limit` characters."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = "".join(c if c.isprintable() else "?" for c in line)
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def lenient_text(get) -> str:
+    """A text from OpenImageIO, whose bindings raise UnicodeDecodeError when a damaged file put bytes that are not
+    UTF-8 in it (an attribute, a channel name, an error message quoting them): decoded with replacement instead."""
+    try:
+        return get()
+    except UnicodeDecodeError as e:
+        raw = e.object if isinstance(e.object, (bytes, bytearray)) else b""
+        return bytes(raw).decode("utf-8", "replace")
+
+
+def library_error(source=None, fallback: str = "unknown error", path: str = "") -> str:
+    """OpenImageIO's pending error as one printable line (`source.geterror()`, or the global one when `source`
+    is None); retrieving it also clears it, so OIIO does not print it to stderr later. Used for every library
+    error text in plate.py and matte_io.py. `path`, which the caller's message names already, is cut from it."""
+    import OpenImageIO as oiio
+
+    text = lenient_text(source.geterror if source is not None else oiio.geterror)
+    if path:
+        text = text.replace(f" ({path}):", ":")
+    return printable_line(text) or fallback
+
+
+def channel_names(spec) -> Tuple[str, ...]:
+    try:
+        return tuple(spec.channelnames)
+    except UnicodeDecodeError:  # a damaged name: decode each one leniently
+        return tuple(lenient_text(lambda i=i: spec.channel_name(i)) for i in range(spec.nchannels))
+
+
+def _string_attribute(spec, name: str) -> str:
+    return lenient_text(lambda: spec.get_string_attribute(name))
 
 
 @dataclass(frozen=True)
@@ -57,9 +100,15 @@ def _open(path: str):
         raise MatteBridgeError(f"{path}: file not found")
     inp = oiio.ImageInput.open(path)
     if inp is None:
-        msg = oiio.geterror().strip().splitlines()
-        raise MatteBridgeError(f"{path}: unreadable or corrupt image ({msg[0] if msg else 'unknown format'})")
+        raise MatteBridgeError(f"{path}: unreadable or corrupt image "
+                               f"({library_error(fallback='unknown format', path=path)})")
     return inp
+
+
+def _fail(path: str, inp, what: str) -> MatteBridgeError:
+    """`path: what (the library's reason)`: clears the input's and the global pending errors."""
+    reason, other = library_error(inp, fallback="", path=path), library_error(fallback="", path=path)
+    return MatteBridgeError(f"{path}: {what} ({reason or other or 'read failed'})")
 
 
 def _subimage_specs(inp) -> List[object]:
@@ -70,7 +119,7 @@ def _subimage_specs(inp) -> List[object]:
 
 
 def _part_name(spec, index: int) -> str:
-    return spec.get_string_attribute("name") or spec.get_string_attribute("oiio:subimagename") or f"part{index}"
+    return _string_attribute(spec, "name") or _string_attribute(spec, "oiio:subimagename") or f"part{index}"
 
 
 def _find(names: Sequence[str], prefix: str, wanted: Sequence[str]) -> Optional[Tuple[int, ...]]:
@@ -83,7 +132,7 @@ def _layers(specs) -> List[str]:
     out = []
     for i, spec in enumerate(specs):
         out.append(_part_name(spec, i))
-        out += sorted({n.rsplit(".", 1)[0] for n in spec.channelnames if "." in n} - set(out))
+        out += sorted({n.rsplit(".", 1)[0] for n in channel_names(spec) if "." in n} - set(out))
     return out
 
 
@@ -92,22 +141,22 @@ def _choose(path: str, specs, layer: Optional[str]) -> _Source:
         spec = specs[0]
         for prefix in ("", "rgba.", "rgb."):
             for wanted in (("R", "G", "B"), ("Y",)):
-                idx = _find(spec.channelnames, prefix, wanted)
+                idx = _find(channel_names(spec), prefix, wanted)
                 if idx:
                     return _Source(0, idx, spec)
         if spec.nchannels in (1, 3):
             return _Source(0, tuple(range(spec.nchannels)), spec)
         raise MatteBridgeError(
-            f"{path}: no R,G,B or Y channels in the first part; pick one with --layer (layers: {', '.join(_layers(specs))})")
+            f"{path}: no R,G,B or Y channels in the first part; pick one with --layer (layers: {printable_line(', '.join(_layers(specs)))})")
     for i, spec in enumerate(specs):  # a part of a multi-part file, by name
         if _part_name(spec, i) == layer:
             return _in_part(path, specs, i)
     for i, spec in enumerate(specs):  # a layer inside a part: layer.R, layer.G, layer.B (or layer.Y)
         for wanted in (("R", "G", "B"), ("Y",)):
-            idx = _find(spec.channelnames, layer + ".", wanted)
+            idx = _find(channel_names(spec), layer + ".", wanted)
             if idx:
                 return _Source(i, idx, spec)
-    raise MatteBridgeError(f"{path}: no layer {layer!r} (layers: {', '.join(_layers(specs))})")
+    raise MatteBridgeError(f"{path}: no layer {layer!r} (layers: {printable_line(', '.join(_layers(specs)))})")
 
 
 def _in_part(path: str, specs, index: int) -> _Source:
@@ -115,8 +164,20 @@ def _in_part(path: str, specs, index: int) -> _Source:
     return _Source(index, src.channels, specs[index])
 
 
+def _checked(path: str, spec):
+    """`spec`, once its windows are ones a frame can have: a damaged header must not make us allocate terabytes."""
+    for name, w, h in (("data", spec.width, spec.height), ("display", spec.full_width, spec.full_height)):
+        if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and w * h <= MAX_PIXELS):
+            raise MatteBridgeError(f"{path}: {name} window {w}x{h} is not a plausible frame size (damaged header?)")
+    if spec.nchannels < 1:
+        raise MatteBridgeError(f"{path}: no channels (damaged header?)")
+    return spec
+
+
 def geometry_of(spec) -> Geometry:
     aspect = spec.get_float_attribute("PixelAspectRatio", 1.0) or 1.0
+    if not (aspect == aspect and 0 < aspect < float("inf")):
+        aspect = 1.0  # a damaged or absurd ratio reads as square pixels
     return Geometry(
         display=(spec.full_x, spec.full_y, spec.full_width, spec.full_height),
         data=(spec.x, spec.y, spec.width, spec.height),
@@ -129,7 +190,7 @@ def read_header(path: str, layer: Optional[str] = None) -> Geometry:
     inp = _open(path)
     try:
         src = _choose(path, _subimage_specs(inp), layer)
-        return geometry_of(src.spec)
+        return geometry_of(_checked(path, src.spec))
     finally:
         inp.close()
 
@@ -138,10 +199,11 @@ def read_plate(path: str, layer: Optional[str] = None) -> Plate:
     inp = _open(path)
     try:
         src = _choose(path, _subimage_specs(inp), layer)
+        _checked(path, src.spec)
         lo, hi = min(src.channels), max(src.channels) + 1
         pixels = inp.read_image(src.subimage, 0, lo, hi, "float")
         if pixels is None:
-            raise MatteBridgeError(f"{path}: corrupt or truncated image data ({inp.geterror().strip() or 'read failed'})")
+            raise _fail(path, inp, "corrupt or truncated image data")
         pixels = np.asarray(pixels, dtype=np.float32).reshape(src.spec.height, src.spec.width, hi - lo)
         pixels = pixels[:, :, [c - lo for c in src.channels]]
         if pixels.shape[2] == 1:
@@ -151,7 +213,7 @@ def read_plate(path: str, layer: Optional[str] = None) -> Plate:
             path=path,
             pixels=make_finite(pixels),
             geometry=geometry_of(src.spec),
-            colorspace=src.spec.get_string_attribute("oiio:ColorSpace") or "",
+            colorspace=_string_attribute(src.spec, "oiio:ColorSpace"),
             is_float=fmt in ("half", "float", "double"),
         )
     finally:
@@ -162,17 +224,18 @@ def read_mask(path: str) -> Tuple[np.ndarray, Geometry]:
     """A mask prompt image: its alpha, or its only channel, over its data window."""
     inp = _open(path)
     try:
-        spec = inp.spec()
-        names = [n.lower() for n in spec.channelnames]
+        spec = _checked(path, inp.spec())
+        names = [n.lower() for n in channel_names(spec)]
         if "a" in names:
             ch = names.index("a")
         elif spec.nchannels == 1:
             ch = 0
         else:
-            raise MatteBridgeError(f"{path}: a mask needs an alpha channel or a single channel (has {', '.join(spec.channelnames)})")
+            raise MatteBridgeError(f"{path}: a mask needs an alpha channel or a single channel "
+                                   f"(has {printable_line(', '.join(channel_names(spec)))})")
         pixels = inp.read_image(0, 0, ch, ch + 1, "float")
         if pixels is None:
-            raise MatteBridgeError(f"{path}: corrupt or truncated image data")
+            raise _fail(path, inp, "corrupt or truncated image data")
         mask = make_finite(np.asarray(pixels, np.float32).reshape(spec.height, spec.width))
         return mask, geometry_of(spec)
     finally:
