@@ -289,11 +289,6 @@ class Worker(threading.Thread):
         if len(self._jobs) >= self.max_jobs:
             raise ProtocolError("busy", f"{len(self._jobs)} propagations are running (the most this server runs)",
                                 retry_after=5.0)
-        if clip.inline is not None:  # checked first: the prompts' checks would call an unsent frame a bad field
-            missing = [f for f in clip.frames if f not in clip.inline]
-            if missing:
-                raise ProtocolError("not_found", f"frames not sent yet (put_frame): {missing[0]}"
-                                                 + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
         before = clip.prompts
         job = job_from_content(clip, msg.content, self.roots)
         if len(job.prompts.objects) > self.max_objects:
