@@ -27,7 +27,8 @@ class MatteBridgePreferences(bpy.types.AddonPreferences):
 
 class MatteBridgeSceneSettings(bpy.types.PropertyGroup):
     object: StringProperty(name="Object", default="main",
-                           description="Name of the object being prompted (one matte per object)")
+                           description="Name of the object being prompted (one matte per object): 1-63 letters, digits, "
+                                       "'_', '-' or '.', not starting with '.'")
     direction: EnumProperty(name="Direction", default="BOTH", items=(
         ("FORWARD", "Forward", "Track from the first prompted frame to the strip's end"),
         ("BACKWARD", "Backward", "Track from the last prompted frame to the strip's start"),

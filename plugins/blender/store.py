@@ -15,12 +15,16 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from mattebridge.core.prompts import Prompts
+from mattebridge.core.prompts import check_object_name as check_project_name
 
 from .errors import PluginError
 
 KEY = "mattebridge"
 VERSION = 1
-MAX_NAME = 63  # Blender's custom-property key limit
+# Object names: the project's one grammar (mattebridge.core.prompts.OBJECT_NAME, from the bundled wheel: 1-64
+# letters, digits, _ . -, not starting with .), and at most 63 characters here because they are keys of the
+# strip's custom property and Blender limits IDProperty keys to 63.
+MAX_NAME = 63
 
 
 def to_prompts(doc: Optional[Mapping]) -> Prompts:
@@ -68,10 +72,11 @@ def to_store(prompts: Prompts) -> dict:
 
 
 def check_object_name(obj: str) -> str:
-    obj = (obj or "").strip()
-    if not obj or len(obj) > MAX_NAME:
-        raise PluginError(f"object name {obj!r}: 1 to {MAX_NAME} characters")
-    Prompts().on(obj, 0)  # raises on names the prompts schema refuses
+    """`obj` if it is a valid object name, else a one-line error naming it (as typed: nothing is trimmed)."""
+    obj = check_project_name(obj)
+    if len(obj) > MAX_NAME:
+        raise PluginError(f"object name {obj!r}: at most {MAX_NAME} characters in Blender (the prompts "
+                          f"are stored under it as a custom-property key, which Blender limits to {MAX_NAME})")
     return obj
 
 
