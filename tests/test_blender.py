@@ -11,8 +11,10 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -21,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import free_port, read_exr, write_exr
+from conftest import ServerProcess, free_port, read_exr, write_exr
+from mattebridge.core import prompts as core_prompts
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.paths import inside
 from mattebridge.core.prompts import Prompts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -180,12 +184,28 @@ def test_store_box_replaces_clear_prunes_and_names_are_checked():
     p.on("main", 9)  # an empty entry (Prompts.on creates them) is not stored
     assert store.to_store(store.prune(p)) == {"version": 1, "objects": {}}
     for bad in ("", "has space", "a/b", "x" * 64):
-        with pytest.raises(MatteBridgeError):
+        with pytest.raises(MatteBridgeError, match="object name"):
             store.check_object_name(bad)
     with pytest.raises(MatteBridgeError, match="newer"):
         store.to_prompts({"version": 2, "objects": {}})
     with pytest.raises(MatteBridgeError, match="triples"):
         store.to_prompts({"objects": {"a": {"1": {"points": [1.0, 2.0]}}}})
+
+
+def test_store_object_names_are_the_projects_one_grammar():
+    # the extension bundles the torch-free mattebridge wheel: it uses core's check itself (no copy of the pattern),
+    # and only adds Blender's 63-character limit on custom-property keys (the prompts are stored under the name)
+    assert store.check_project_name is core_prompts.check_object_name
+    names = ["main", "hero_2", "prop.2", "-x", "_", "a-b.c_d", "9", "x" * 63, "x" * 64, "x" * 65, "", ".hidden",
+             "..", "a/b", "a\\b", "has space", " main", "main ", "caf\u00e9", "x\n", "$HOME", "{object}", "~", "a:b"]
+    for name in names:
+        if core_prompts.OBJECT_NAME.fullmatch(name) and len(name) <= store.MAX_NAME == 63:
+            assert store.check_object_name(name) == name
+        else:
+            with pytest.raises(MatteBridgeError, match="object name"):
+                store.check_object_name(name)
+    with pytest.raises(MatteBridgeError, match="at most 63 characters in Blender"):
+        store.check_object_name("x" * 64)  # core's longest name: too long for a custom-property key
 
 
 # --- jobs: the runner the add-on drives the client with ---------------------------------------------------
@@ -231,9 +251,102 @@ def test_job_reports_errors_in_one_line_and_runs_cancel_hooks():
     assert events[-1].data["result"] == "partial" and job.fraction == 1.0 and job.finished
 
 
-def test_runner_against_a_real_server(mb_server, bedroom_plate, tmp_path):
+# --- the server, started as docs/blender.md tells a user to start it ---------------------------------------
+def documented_roots(plate_dirs, matte_dirs) -> list:
+    """What docs/blender.md (Install) tells a user to allow: each folder holding plates the strips read, and
+    the matte folder (here the default `//mattes/`, next to each project's .blend). Nothing else: the extension
+    writes nothing the server reads, and previews come back over the socket."""
+    return [str(d) for d in [*plate_dirs, *matte_dirs]]
+
+
+def serve_documented(checkpoint, roots, log_dir, cwd, port: int = 0) -> ServerProcess:
+    """`mattebridge serve --allow-root ...` with exactly `roots`, run from `cwd` (not the repository, and no
+    root lies under it), so neither default root (working folder, system temp folder) is in play."""
+    flags = [arg for root in roots for arg in ("--allow-root", root)]
+    server = ServerProcess(checkpoint, log_dir, "--client-timeout", "5", *flags, port=port, cwd=str(cwd))
+    server.roots = [os.path.realpath(r) for r in roots]
+    return server
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory):
+    """One project folder per Blender test that talks to the server; each keeps its mattes in `mattes/`."""
+    base = tmp_path_factory.mktemp("projects")
+    made = {name: base / name for name in ("flow", "runner", "problems", "ui")}
+    for folder in made.values():
+        folder.mkdir()
+    return made
+
+
+@pytest.fixture(scope="module")
+def blender_server(checkpoint, bedroom_plate, projects, tmp_path_factory):
+    """The server every Blender test talks to: its allowed roots are exactly the documented ones (the plate
+    folders and every project's matte folder), its working folder an empty folder outside them and outside
+    the repository (which holds .venv-blender, i.e. Blender's own config.ocio)."""
+    cwd = tmp_path_factory.mktemp("serve_cwd")
+    roots = documented_roots([os.path.dirname(bedroom_plate), projects["problems"] / "broken"],
+                             [folder / "mattes" for folder in projects.values()])
+    server = serve_documented(checkpoint, roots, cwd, cwd)
+    assert not any(inside(os.path.realpath(cwd), r) or inside(r, os.path.realpath(cwd)) for r in server.roots)
+    assert not any(inside(str(REPO), r) or inside(r, str(REPO)) for r in server.roots)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def blender_config(blender_python):
+    """Blender's own OCIO config, inside its installation (the bpy wheel's datafiles)."""
+    found = sorted(Path(blender_python).parent.parent.glob(
+        "lib/python3.11/site-packages/bpy/*/datafiles/colormanagement/config.ocio"))
+    assert found, f"no datafiles/colormanagement/config.ocio next to {blender_python}"
+    return str(found[-1])
+
+
+def listed_roots(message: str) -> list:
+    """The roots a forbidden_path refusal lists: '... allowed roots (A, B; see --allow-root)'."""
+    return message.rsplit("(", 1)[1].split("; see --allow-root")[0].split(", ")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the everyone-can-read rule is POSIX; elsewhere configs must be under a root")
+def test_documented_roots_take_blenders_own_config_and_refuse_a_private_one(blender_server, blender_config,
+                                                                           bedroom_plate):
+    from mattebridge.core.client import Client, ServerError
+
+    real = os.path.realpath(blender_config)
+    assert not any(inside(real, r) for r in blender_server.roots)  # accepted for being readable by everyone
+    # a copy of Blender's colormanagement folder outside the roots, in a folder every user can enter
+    spare = Path(tempfile.mkdtemp(prefix="mattebridge-ocio-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    try:
+        spare.chmod(0o755)
+        shutil.copytree(os.path.dirname(real), spare / "colormanagement")
+        copy = spare / "colormanagement" / "config.ocio"
+        lut = spare / "colormanagement" / "filmic" / "filmic_to_0-70_1-03.spi1d"
+        assert lut.is_file()
+        with Client(blender_server.address, timeout=30) as client:
+            def opened(config):
+                clip = client.open_clip(bedroom_plate, "1001-1002", colorspace="ACEScg", ocio=str(config))
+                clip.close()
+                return clip.config, clip.display, clip.view
+
+            assert opened(blender_config) == (real, "sRGB", "Standard")
+            assert opened(copy) == (os.path.realpath(copy), "sRGB", "Standard")  # world-readable copy: same rule
+            copy.chmod(0o600)  # the same file, readable by its owner only: the roots decide, and it is outside
+            with pytest.raises(ServerError) as refused:
+                opened(copy)
+            assert refused.value.code == "forbidden_path" and "not readable by every user" in str(refused.value)
+            assert sorted(listed_roots(str(refused.value))) == sorted(blender_server.roots)  # exactly the documented
+            copy.chmod(0o644)
+            lut.chmod(0o600)  # a LUT the config references, as OCIO resolves it
+            with pytest.raises(ServerError) as refused:
+                opened(copy)
+            assert refused.value.code == "forbidden_path" and lut.name in str(refused.value)
+    finally:
+        shutil.rmtree(spare, ignore_errors=True)
+
+
+def test_runner_against_a_real_server(blender_server, projects, bedroom_plate):
     spec = jobs.ClipSpec(bedroom_plate, "1001-1004", "ACEScg", None)
-    conn = jobs.Connection(mb_server.address, timeout=30)
+    conn = jobs.Connection(blender_server.address, timeout=30)
     try:
         assert jobs.server_info(conn)["device"] == "cpu"
         result = jobs.preview(conn, spec, 1002, "hero", [(480, 270, True)], None)
@@ -244,8 +357,9 @@ def test_runner_against_a_real_server(mb_server, bedroom_plate, tmp_path):
         assert conn.clip(spec).prompts()["objects"] == []
     finally:
         conn.forget()
-    out = str(tmp_path / jobs.matte_name_pattern("Scene", "my plate!", 4))
-    request = jobs.TrackRequest(mb_server.address, spec, {"version": 1, "objects": [
+    mattes = projects["runner"] / "mattes"
+    out = str(mattes / jobs.matte_name_pattern("Scene", "my plate!", 4))
+    request = jobs.TrackRequest(blender_server.address, spec, {"version": 1, "objects": [
         {"name": "hero", "frames": [{"frame": 1002, "points": [{"x": 480, "y": 270, "positive": True}]}]}]},
         out, "both", 30)
     job = jobs.Job("track", lambda j: jobs.track(j, request)).start()
@@ -253,24 +367,24 @@ def test_runner_against_a_real_server(mb_server, bedroom_plate, tmp_path):
     kinds = [e.kind for e in job.poll()]
     assert job.state == "done" and kinds == ["progress"] * 4 + ["done"], (job.state, job.message)
     assert job.result["frames_written"] == 4
-    files = sorted(os.listdir(tmp_path / "Scene" / "my_plate"))
+    files = sorted(os.listdir(mattes / "Scene" / "my_plate"))
     assert files == [f"hero.{f}.exr" for f in range(1001, 1005)]
-    px, spec_ = read_exr(tmp_path / "Scene" / "my_plate" / "hero.1002.exr")
+    px, spec_ = read_exr(mattes / "Scene" / "my_plate" / "hero.1002.exr")
     assert spec_.channelnames == ("R", "G", "B", "A") and px.shape == (540, 960, 4)
     assert (px[..., 0] == px[..., 3]).all() and (px[..., 1] == px[..., 3]).all() and (px[..., 2] == px[..., 3]).all()
 
 
 def test_runner_reopens_its_clip_after_a_server_restart(checkpoint, bedroom_plate, tmp_path):
-    from conftest import ServerProcess
-
     spec = jobs.ClipSpec(bedroom_plate, "1001-1002", "ACEScg", None)
-    first = ServerProcess(checkpoint, tmp_path)
+    roots = documented_roots([os.path.dirname(bedroom_plate)], [tmp_path / "project" / "mattes"])
+    (tmp_path / "cwd").mkdir()
+    first = serve_documented(checkpoint, roots, tmp_path, tmp_path / "cwd")
     conn = jobs.Connection(first.address, timeout=30)
     try:
         before = jobs.preview(conn, spec, 1001, "main", [(480, 270, True)], None)
         old_session = conn.client().session
         first.stop()
-        second = ServerProcess(checkpoint, tmp_path, port=first.port)
+        second = serve_documented(checkpoint, roots, tmp_path, tmp_path / "cwd", port=first.port)
         try:
             after = jobs.preview(conn, spec, 1001, "main", [(480, 270, True)], None)  # ServerRestarted, handled
             np.testing.assert_array_equal(after.alpha, before.alpha)  # same model, same prompt, same matte
@@ -357,17 +471,17 @@ def run_blender(python, script: str, args: dict, work: Path, timeout: float = 30
 
 
 @pytest.fixture(scope="module")
-def flow(blender_python, extension_zip, mb_server, bedroom_plate, tmp_path_factory):
-    work = tmp_path_factory.mktemp("blender_flow")
-    args = {"zip": extension_zip, "address": mb_server.address, "plate_dir": os.path.dirname(bedroom_plate),
+def flow(blender_python, extension_zip, blender_server, projects, bedroom_plate):
+    work = projects["flow"]  # the .blend here, its mattes in //mattes/ (allowed), Blender's user folders beside
+    args = {"zip": extension_zip, "address": blender_server.address, "plate_dir": os.path.dirname(bedroom_plate),
             "blend": str(work / "shot.blend"), "render": str(work / "render.exr"),
             "prompts_json": str(work / "prompts.json")}
     result, stderr = run_blender(blender_python, "bl_flow.py", args, work)
-    return result, stderr, work, args
+    return result, stderr, work, args, blender_server
 
 
 def test_extension_runs_on_its_own_wheels(flow):
-    r, _, work, _ = flow
+    r, _, work, *_ = flow
     extensions = str(work / "user" / "extensions")
     assert r["zmq_file"].startswith(extensions) and r["mattebridge_file"].startswith(extensions)
 
@@ -390,10 +504,13 @@ def test_preview_gives_the_frames_matte(flow):
     assert p["geometry"]["display"] == [0, 0, 960, 540]
     assert r["preview_box"] == ["ok", ["FINISHED"]]
     assert r["previews_after_box"] == ["Scene/plate/main/1005", "Scene/plate/main/1008"]
-    # the plate's colour as Blender sees it, through Blender's own OCIO config
+    # the plate's colour as Blender sees it, through Blender's own OCIO config, which the extension sends and
+    # a server with the documented roots accepts although it lies outside them (every user can read it)
     [(colorspace, display, view, config)] = r["clip_colour"]
-    assert colorspace == "ACEScg" and config.endswith(os.path.join("datafiles", "colormanagement", "config.ocio"))
+    assert r["ocio_sent"].endswith(os.path.join("datafiles", "colormanagement", "config.ocio"))
+    assert colorspace == "ACEScg" and config == os.path.realpath(r["ocio_sent"])  # the server's reply
     assert (display, view) == ("sRGB", "Standard")
+    assert not any(inside(config, root) for root in flow[4].roots)
 
 
 def test_track_puts_a_matte_strip_above_with_a_mask_modifier(flow):
@@ -414,7 +531,7 @@ def test_track_puts_a_matte_strip_above_with_a_mask_modifier(flow):
 
 
 def test_matte_files_carry_the_matte_in_r_g_b_and_a(flow):
-    r, _, work, _ = flow
+    r, _, work, *_ = flow
     folder = work / "mattes" / "Scene" / "plate"
     assert sorted(os.listdir(folder)) == [f"{o}.{f}.exr" for o in ("main", "prop") for f in range(1003, 1011)]
     for name in ("main.1003.exr", "main.1005.exr", "main.1010.exr", "prop.1010.exr"):
@@ -425,7 +542,7 @@ def test_matte_files_carry_the_matte_in_r_g_b_and_a(flow):
 
 
 def test_blender_renders_the_matte_as_the_strips_alpha(flow):
-    r, _, work, args = flow
+    r, _, work, args, _ = flow
     rendered, _ = read_exr(args["render"])  # timeline frame 5 = file 1005, rendered before the re-track
     matte, _ = read_exr(work / "mattes" / "Scene" / "plate" / "main.1005.exr")
     assert rendered.shape[:2] == (540, 960)
@@ -434,7 +551,7 @@ def test_blender_renders_the_matte_as_the_strips_alpha(flow):
 
 
 def test_retrack_replaces_the_matte_strip_and_repoints_its_users(flow):
-    r, _, work, _ = flow
+    r, _, work, *_ = flow
     assert r["add_correction"][0] == r["add_second_object"][0] == "ok" and r["retrack"] == ["ok", ["FINISHED"]]
     strips = r["after_retrack"]
     assert sorted(strips) == ["plate", "plate.main.matte", "plate.prop.matte"]  # replaced, not stacked
@@ -450,7 +567,7 @@ def test_retrack_replaces_the_matte_strip_and_repoints_its_users(flow):
 
 
 def test_exported_prompts_are_the_cli_schema(flow):
-    r, _, _, args = flow
+    r, _, _, args, _ = flow
     assert r["export"][0] == "ok"
     prompts = Prompts.load(args["prompts_json"])
     assert prompts.frames() == [1005, 1008, 1010] and sorted(prompts.objects) == ["main", "prop"]
@@ -458,7 +575,7 @@ def test_exported_prompts_are_the_cli_schema(flow):
 
 
 def test_prompts_survive_save_and_reopen(flow, blender_python, extension_zip, tmp_path):
-    r0, _, _, args0 = flow
+    r0, _, _, args0, _ = flow
     r, _ = run_blender(blender_python, "bl_reopen.py", {"zip": extension_zip, "blend": args0["blend"],
                                                         "prompts_json": str(tmp_path / "again.json")}, tmp_path)
     assert r["raw_before_addon"] == r0["prompts_after_clear"]
@@ -470,22 +587,29 @@ def test_prompts_survive_save_and_reopen(flow, blender_python, extension_zip, tm
     assert r["prompts_after_reenable"] == r0["prompts_after_clear"]
 
 
-def test_problems_are_reported_not_raised(blender_python, extension_zip, mb_server, bedroom_plate, tmp_path):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in (1, 2):
-        (broken / f"broken.{f:04d}.exr").write_text("not an image")
-    args = {"zip": extension_zip, "plate_dir": os.path.dirname(bedroom_plate), "address": mb_server.address,
-            "dead_address": f"tcp://127.0.0.1:{free_port()}", "matte_folder": str(tmp_path / "mattes"),
-            "broken_dir": str(broken)}
+def test_problems_are_reported_not_raised(blender_python, extension_zip, blender_server, projects, bedroom_plate):
+    work = projects["problems"]
+    broken, outside = work / "broken", work / "not_allowed"  # a plate folder the server allows, one it does not
+    for folder in (broken, outside):
+        folder.mkdir()
+        for f in (1, 2):
+            (folder / f"broken.{f:04d}.exr").write_text("not an image")
+    args = {"zip": extension_zip, "plate_dir": os.path.dirname(bedroom_plate), "address": blender_server.address,
+            "dead_address": f"tcp://127.0.0.1:{free_port()}", "matte_folder": str(work / "mattes"),
+            "broken_dir": str(broken), "outside_plate_dir": str(outside),
+            "outside_matte_folder": str(work / "not_allowed_mattes")}
     t0 = time.monotonic()
-    r, stderr = run_blender(blender_python, "bl_errors.py", args, tmp_path)
+    r, stderr = run_blender(blender_python, "bl_errors.py", args, work)
     expected = {
         "no_strip": "select an image strip",
         "color_strip": "'color' is a color strip",
         "gap_strip": "not consecutive frames",
         "not_finite": "finite",
-        "bad_object": "object name",
+        "bad_object": "object name 'no spaces/slashes': use 1-64 letters",  # core's check, core's words
+        "dot_object": "not starting with '.'",
+        "long_object": "at most 63 characters in Blender",
+        "outside_plate": "outside the server's allowed roots",
+        "outside_mattes": "outside the server's allowed roots",
         "nothing_prompted": "nothing prompted on 'plate'",
         "unsaved_blend": "save the .blend first",
         "hidden_prompt": "outside the strip's visible frames 1003-1005",
@@ -501,7 +625,10 @@ def test_problems_are_reported_not_raised(blender_python, extension_zip, mb_serv
         status, message = r[step]
         assert status == "error" and message.startswith("Error: MatteBridge: ") and words in message, (step, message)
         assert "Traceback" not in message and "\n" not in message.strip(), (step, message)
-    assert r["add_point"][0] == "ok" and r["broken_add"][0] == "ok"
+    assert r["add_point"][0] == "ok" and r["broken_add"][0] == "ok" and r["max_object"][0] == "ok"
+    assert str(work / "not_allowed") in r["outside_plate"][1] and "--allow-root" in r["outside_mattes"][1]
+    assert sorted(r["strips_after_outside_track"]) == ["broken", "color", "elsewhere", "gappy", "plate"]
+    assert not (work / "not_allowed_mattes").exists()
     assert r["server_state"][0] == "error" and "no reply" in r["server_state"][1]
     assert sorted(r["strips_after_dead_track"]) == ["color", "gappy", "plate"]
     assert "Traceback" not in stderr
@@ -543,11 +670,12 @@ def test_geometry_and_timing_agree_with_blenders_renderer(blender_python, extens
     assert reversed_case["shown"] == sorted(reversed_case["shown"], reverse=True)
 
 
-def test_ui_path_returns_at_once_streams_progress_and_cancels(blender_python, extension_zip, mb_server,
-                                                              bedroom_plate, tmp_path):
-    args = {"zip": extension_zip, "address": mb_server.address, "plate_dir": os.path.dirname(bedroom_plate),
-            "blend": str(tmp_path / "ui.blend")}
-    r, stderr = run_blender(blender_python, "bl_async.py", args, tmp_path)
+def test_ui_path_returns_at_once_streams_progress_and_cancels(blender_python, extension_zip, blender_server,
+                                                              projects, bedroom_plate):
+    work = projects["ui"]  # mattes in //mattes/, next to ui.blend
+    args = {"zip": extension_zip, "address": blender_server.address, "plate_dir": os.path.dirname(bedroom_plate),
+            "blend": str(work / "ui.blend")}
+    r, stderr = run_blender(blender_python, "bl_async.py", args, work)
     assert r["info"] == ["ok", ["FINISHED"]] and r["info_status_at_return"] == "checking" and r["info_status"] == "ok"
     assert r["preview"] == ["ok", ["FINISHED"]] and r["previews_at_return"] == 0 and r["previews"] == 1
     assert r["track"] == ["ok", ["FINISHED"]] and r["state_at_return"] == "running" and r["timer_registered"]

@@ -32,6 +32,10 @@ def main(a):
     ed.active_strip = plate
     r["not_finite"] = bl.call(bpy.ops.mattebridge.add_point, x=math.nan, y=10)
     r["bad_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object="no spaces/slashes")
+    r["dot_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object=".hidden")
+    r["long_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object="x" * 64)  # core's limit, not Blender's
+    r["max_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object="x" * 63)
+    bl.call(bpy.ops.mattebridge.clear, object="x" * 63)
 
     # the interactive tool, from a script / without a preview
     r["prompt_tool_exec"] = bl.call(bpy.ops.mattebridge.prompt_tool)
@@ -69,6 +73,16 @@ def main(a):
     ed.active_strip = broken
     r["broken_add"] = bl.call(bpy.ops.mattebridge.add_point, x=1, y=1)
     r["broken_preview"] = bl.call(bpy.ops.mattebridge.preview)
+
+    # folders the server was not told to allow (docs/blender.md, Install): a plate folder, a matte folder
+    elsewhere = bl.image_strip(scene, "elsewhere", a["outside_plate_dir"], "broken.0001.exr", [1, 2], channel=8)
+    ed.active_strip = elsewhere
+    bl.call(bpy.ops.mattebridge.add_point, x=1, y=1)
+    r["outside_plate"] = bl.call(bpy.ops.mattebridge.preview)
+    ed.active_strip = plate
+    scene.mattebridge.matte_folder = a["outside_matte_folder"]
+    r["outside_mattes"] = bl.call(bpy.ops.mattebridge.track, direction="FORWARD")
+    r["strips_after_outside_track"] = sorted(s.name for s in bl.every(ed))
     return r
 
 

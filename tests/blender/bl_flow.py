@@ -57,7 +57,8 @@ def main(a):
                                              "geometry": v.geometry}
                      for k, v in runtime.STATE.previews.items()}
     clips = [c for conn in runtime.STATE.connections.values() for c in conn.open_clips.values()]
-    r["clip_colour"] = [[c.colorspace, c.display, c.view, c.config] for c in clips]
+    r["clip_colour"] = [[c.colorspace, c.display, c.view, c.config] for c in clips]  # as the server replied
+    r["ocio_sent"] = bl.addon("strips").ocio_config()  # what the extension sends as the clip's `ocio`
     scene.frame_current = 8  # file 1008
     r["add_box"] = bl.call(bpy.ops.mattebridge.add_box, x0=700, y0=500, x1=300, y1=100)  # corners in any order
     r["prompts_before_track"] = strip["mattebridge"].to_dict()
