@@ -5,6 +5,7 @@ Coordinates are continuous pixels in the plate's display window, origin top-left
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -62,13 +63,19 @@ class Prompts:
         return self.objects.setdefault(obj, {}).setdefault(frame, FramePrompt())
 
     def add_point(self, obj: str, frame: int, x: float, y: float, positive: bool = True) -> None:
-        self.on(obj, frame).points.append(Point(float(x), float(y), positive))
+        fp = self.on(obj, frame)
+        x, y = float(x), float(y)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise MatteBridgeError(f"object {obj!r}, frame {frame}: point {x:g},{y:g} is not finite")
+        fp.points.append(Point(x, y, positive))
 
     def set_box(self, obj: str, frame: int, box) -> None:
         fp = self.on(obj, frame)
         if fp.box is not None:
             raise MatteBridgeError(f"object {obj!r}, frame {frame}: only one box per object and frame")
         x0, y0, x1, y1 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise MatteBridgeError(f"object {obj!r}, frame {frame}: box {x0:g},{y0:g},{x1:g},{y1:g} is not finite")
         if x1 <= x0 or y1 <= y0:
             raise MatteBridgeError(f"object {obj!r}, frame {frame}: box {list(box)} must be X0,Y0,X1,Y1 with X1>X0, Y1>Y0")
         fp.box = (x0, y0, x1, y1)
@@ -135,8 +142,13 @@ class Prompts:
             if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
                 raise bad(f"objects[{i}]: needs a string 'name'")
             name = obj["name"]
-            for j, fr in enumerate(obj.get("frames") or []):
+            frames = obj.get("frames") or []
+            if not isinstance(frames, list):
+                raise bad(f"objects[{i}] ({name!r}): 'frames' must be a list")
+            for j, fr in enumerate(frames):
                 where = f"objects[{i}] ({name!r}) frames[{j}]"
+                if not isinstance(fr, dict):
+                    raise bad(f"{where}: expected an object with a 'frame'")
                 try:
                     frame = int(fr["frame"])
                     for p in fr.get("points", []):
@@ -150,7 +162,9 @@ class Prompts:
                     prompts.on(name, frame)
                 except MatteBridgeError as e:
                     raise bad(f"{where}: {e}") from None
-                except (KeyError, TypeError, ValueError) as e:
+                except KeyError as e:
+                    raise bad(f"{where}: missing {e}") from None
+                except (TypeError, ValueError, OverflowError) as e:
                     raise bad(f"{where}: {e}") from None
         return prompts
 

@@ -130,7 +130,10 @@ def file_stamp(path: str) -> str:
 
 
 def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, ocio=None, view=None,
-                 paths: PathPolicy = UNCONFINED) -> PreparedClip:
+                 paths: PathPolicy = UNCONFINED, check_geometry: Callable[[int, Geometry], None] = None
+                 ) -> PreparedClip:
+    """`check_geometry(frame, geometry)` (the server's size limits) runs on every header before any pixels
+    are read."""
     if not has_frame_token(plate) and len(frames) > 1:
         raise MatteBridgeError(f"{plate}: a range of frames needs a frame token in the path (####, %04d or @)")
     files = {f: frame_path(plate, f) for f in frames}
@@ -142,6 +145,8 @@ def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, oc
         if not os.path.exists(opened(f)):
             raise MatteBridgeError(f"{files[f]}: frame {f} is missing")
     geometry = {f: read_header(opened(f), layer) for f in frames}
+    for f in frames if check_geometry else ():
+        check_geometry(f, geometry[f])
     first = read_plate(opened(frames.first), layer)  # metadata and bit depth of the sequence
     transform = resolve_transform(first, colorspace, ocio, view, paths)
     return PreparedClip(frames, geometry, transform, lambda f: read_plate(opened(f), layer),

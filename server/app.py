@@ -173,6 +173,10 @@ class Server:
         except ProtocolError as e:
             log.warning("%s %s -> %s: %s", client.hex()[:8], msg.msg_type, e.code, e)
             self._send(router, client, Message("error", error_content(e.code, str(e), **e.extra), parent_id=msg.msg_id))
+        except Exception as e:  # a bug: nothing a client sends may end the receive loop
+            log.exception("%s %s: internal error", client.hex()[:8], msg.msg_type)
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            self._send(router, client, Message("error", error_content("internal", text), parent_id=msg.msg_id))
 
     def _dispatch(self, router, client: bytes, state: Client, msg: Message) -> None:
         if msg.version != VERSION:

@@ -4,7 +4,6 @@ Everything here runs on the one GPU worker thread, so it needs no locks of its o
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -64,18 +63,11 @@ class ServerClip:
         return frame - self.frames.first
 
     # --- inline pixels --------------------------------------------------------------------------
-    def put_frame(self, frame: int, pixels: np.ndarray, geometry: Geometry) -> None:
-        h, w = pixels.shape[:2]
-        if (geometry.data[2], geometry.data[3]) != (w, h):
-            raise ProtocolError("bad_buffer", f"frame {frame}: pixels are {w}x{h} but the data window is "
-                                              f"{geometry.data[2]}x{geometry.data[3]}")
-        if pixels.dtype.kind != "f":
-            raise ProtocolError("bad_buffer", f"frame {frame}: inline pixels must be float16 or float32")
-        rgb = pixels if pixels.ndim == 3 else pixels[..., None]
-        rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb[..., :3]
-        rgb = np.nan_to_num(rgb.astype(np.float32), nan=0.0, posinf=65504.0, neginf=-65504.0)
+    def put_frame(self, frame: int, rgb: np.ndarray, geometry: Geometry, stamp: str) -> None:
+        """`rgb`: the frame as the one float32 RGB copy the server keeps (shm.to_rgb32); `stamp`: a hash of the
+        pixels as sent (resume)."""
         self.inline[frame] = Plate(f"inline:{self.id}:{frame}", rgb, geometry, "", True)
-        self.stamps[frame] = hashlib.sha1(np.ascontiguousarray(pixels).data).hexdigest()
+        self.stamps[frame] = stamp
         self.prepared.geometry[frame] = geometry
         self.invalidate()
 
@@ -146,7 +138,8 @@ class ServerClip:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots) -> ServerClip:
+def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots, check_geometry=None) -> ServerClip:
+    """`check_geometry(frame, geometry)`: the server's frame-size limits, on each plate header before pixels."""
     frames_text = field_of(content, "frames", str)
     try:
         frames = FrameRange.parse(frames_text)
@@ -162,7 +155,8 @@ def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots) -> Server
     try:
         if source == "files":
             pattern = field_of(content, "pattern", str)
-            clip = ServerClip(clip_id, owner, prepare_clip(pattern, frames, layer, colorspace, ocio, view, roots), roots)
+            prepared = prepare_clip(pattern, frames, layer, colorspace, ocio, view, roots, check_geometry)
+            clip = ServerClip(clip_id, owner, prepared, roots)
             clip.layer = layer
             return clip
         if source == "inline":
@@ -218,8 +212,9 @@ def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) ->
     return fp
 
 
-def geometry_from_content(content: dict, pixels: np.ndarray) -> Geometry:
-    h, w = pixels.shape[:2]
+def geometry_from_content(content: dict, shape) -> Geometry:
+    """The sent frame's geometry; `shape`: the pixels' (h, w, ...), the data window's size by default."""
+    h, w = shape[:2]
     doc = content.get("geometry") or {}
     if not isinstance(doc, dict):
         raise ProtocolError("bad_field", "geometry: expected {display, data, pixel_aspect}")

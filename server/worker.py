@@ -7,6 +7,7 @@ rotation too, so one busy host cannot starve another.
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import logging
 import threading
@@ -20,9 +21,8 @@ import numpy as np
 
 from mattebridge.core.alpha import EDGE_MODES
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.plate import Plate
 from mattebridge.core.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
-from mattebridge.core.shm import read_shared_rgb, shared_layout
+from mattebridge.core.shm import read_shared_rgb, shared_layout, to_rgb32
 from mattebridge.core.track import TrackRun
 
 from .access import Roots
@@ -193,16 +193,11 @@ class Worker(threading.Thread):
             raise ProtocolError("busy", f"open_clip: this client holds {held} clips, the most one client may hold "
                                         f"(the server's clip limit, --max-clips-per-client); close one first",
                                 retry_after=5.0)
-        clip = open_clip(str(next(self._ids)), client, msg.content, self.roots)
-        try:
-            # Files: every frame's header has been read; refuse a plate whose frames are over the limit before
-            # any of its frames is read for a preview or a propagation.
-            for frame, geometry in sorted(clip.prepared.geometry.items()):
-                self._check_frame_size((geometry.data[3], geometry.data[2]), f"pattern: frame {frame}'s data window")
-                self._check_display_size(geometry, f"pattern: frame {frame}'s display window")
-        except ProtocolError:
-            clip.close()
-            raise
+        def check_geometry(frame, geometry):  # files: each header, before any frame's pixels are read
+            self._check_frame_size((geometry.data[3], geometry.data[2]), f"pattern: frame {frame}'s data window")
+            self._check_display_size(geometry, f"pattern: frame {frame}'s display window")
+
+        clip = open_clip(str(next(self._ids)), client, msg.content, self.roots, check_geometry)
         self._clips[clip.id] = clip
         self._reply(client, msg, "open_clip_reply", clip.describe())
 
@@ -213,36 +208,30 @@ class Worker(threading.Thread):
         frame = field_of(msg.content, "frame", int)
         if frame not in clip.frames:
             raise ProtocolError("bad_field", f"frame {frame}: outside the clip's range {clip.frames}")
-        if msg.content.get("shm") is not None:
-            self._put_shared(clip, frame, msg.content)
+        # Every check on the description first (nothing of the frame's size is allocated before), then the one
+        # copy the server keeps: float32 RGB, filled straight from the message or the client's segment.
+        shm = msg.content.get("shm")
+        if shm is not None:
+            layout = shared_layout(shm)
+            name, dtype, shape = "shm", np.dtype(layout.dtype), layout.shape
         else:
             pixels = unpack_array(msg.content.get("pixels"), msg.buffers, "pixels")  # a view of the message
-            self._check_frame_size(pixels.shape, "pixels")
-            geometry = geometry_from_content(msg.content, pixels)
-            self._check_display_size(geometry, "geometry.display")
-            clip.put_frame(frame, pixels, geometry)
-        self._reply(client, msg, "put_frame_reply", {"clip": clip.id, "frame": frame})
-
-    def _put_shared(self, clip: ServerClip, frame: int, content: dict) -> None:
-        """put_frame by shared memory: every check on the description first, then one allocation, the
-        float32 RGB frame itself, filled straight from the client's segment. (ServerClip.put_frame would
-        copy it twice more, astype and nan_to_num: this stores what it stores, the same pixels and stamp.)"""
-        layout = shared_layout(content["shm"])
-        if np.dtype(layout.dtype).kind != "f":
+            name, dtype, shape = "pixels", pixels.dtype, pixels.shape
+        if dtype.kind != "f":
             raise ProtocolError("bad_buffer", f"frame {frame}: inline pixels must be float16 or float32")
-        self._check_frame_size(layout.shape, "shm")
-        h, w = layout.shape[:2]
-        # the geometry from the description alone: a zero-strided stand-in of that shape allocates nothing
-        geometry = geometry_from_content(content, np.broadcast_to(np.zeros((), layout.dtype), layout.shape))
+        self._check_frame_size(shape, name)
+        geometry = geometry_from_content(msg.content, shape)
         self._check_display_size(geometry, "geometry.display")
+        h, w = shape[:2]
         if (geometry.data[2], geometry.data[3]) != (w, h):
             raise ProtocolError("bad_buffer", f"frame {frame}: pixels are {w}x{h} but the data window is "
                                               f"{geometry.data[2]}x{geometry.data[3]}")
-        rgb, stamp = read_shared_rgb(layout)
-        clip.inline[frame] = Plate(f"inline:{clip.id}:{frame}", rgb, geometry, "", True)
-        clip.stamps[frame] = stamp
-        clip.prepared.geometry[frame] = geometry
-        clip.invalidate()
+        if shm is not None:
+            rgb, stamp = read_shared_rgb(layout)
+        else:  # the same stamp as by shared memory: a hash of the bytes as sent
+            rgb, stamp = to_rgb32(pixels), hashlib.sha1(np.ascontiguousarray(pixels).data).hexdigest()
+        clip.put_frame(frame, rgb, geometry, stamp)
+        self._reply(client, msg, "put_frame_reply", {"clip": clip.id, "frame": frame})
 
     def _on_prompt(self, client: bytes, msg: Message) -> None:
         clip = self._clip(client, msg.content)
