@@ -97,6 +97,7 @@ class Server:
         self.worker.start()
         log.info("serving %s on %s (%s, input %dpx), session %s", self.model.name, self.address, self.model.device,
                  self.model.predictor.image_size, self.session[:8])
+        log.info("allowed roots: %s", ", ".join(self.roots.roots))
         print(f"mattebridge serve: ready on {self.address}", flush=True)
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
