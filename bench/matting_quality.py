@@ -18,9 +18,9 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from mattebridge.core.refine import refine_alpha
-from mattebridge.core.resample import area_resize, upsample_to_window
-from mattebridge.core.temporal import TemporalSmoother
+from mattebridge.core.matte.refine import refine_alpha
+from mattebridge.core.image.resample import area_resize, upsample_to_window
+from mattebridge.core.matte.temporal import TemporalSmoother
 
 SIZE = 512  # plate is SIZE x SIZE
 CELL = 8  # plate pixels per model logit (2048 / 256)

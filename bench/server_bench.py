@@ -36,7 +36,7 @@ def start_server(args, folder):
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
     model = ["--checkpoint", args.checkpoint, "--model-config", "sam2.1_hiera_t"] if args.checkpoint else ["--model", args.model]
-    cmd = [sys.executable, "-m", "mattebridge.core.cli", "serve", "--bind", address, "--allow-root", folder,
+    cmd = [sys.executable, "-m", "mattebridge.cli.main", "serve", "--bind", address, "--allow-root", folder,
            "--log-level", "warning", "--device", args.device, *model]
     if args.image_size:
         cmd += ["--image-size", str(args.image_size)]
@@ -62,9 +62,9 @@ def main() -> int:
     p.add_argument("--clicks", type=int, default=20)
     args = p.parse_args()
 
-    from mattebridge.core.client import Client
-    from mattebridge.core.models import model_path, save_random_checkpoint
-    from mattebridge.core.plate import read_plate
+    from mattebridge.core.wire.client import Client
+    from mattebridge.core.engine.tracker.models import model_path, save_random_checkpoint
+    from mattebridge.core.image.plate import read_plate
 
     folder = tempfile.mkdtemp(prefix="mattebridge-server-bench-")
     if not args.checkpoint and not os.path.exists(model_path(args.model)):

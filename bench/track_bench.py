@@ -3,7 +3,7 @@
     python bench/track_bench.py --frames 50 400 --image-size 256 --device cpu            # random weights
     python bench/track_bench.py --frames 50 400 --model sam2.1_hiera_tiny --device cuda  # real weights
 
-Plates are the real bedroom footage (../shared/footage) as ACEScg EXRs, looped to the shot length,
+Plates are the real bedroom footage (tests/data/bedroom) as ACEScg EXRs, looped to the shot length,
 optionally resized (--width/--height, e.g. 1920x1080). Each length runs in its own process so peak RSS
 is that run's alone. Prints a markdown row per run for bench/RESULTS.md.
 """
@@ -43,10 +43,11 @@ def make_plate(folder: str, count: int, width: int, height: int) -> str:
 
 
 def one_run(args) -> dict:
-    from mattebridge.core.models import save_random_checkpoint
-    from mattebridge.core.prompts import Prompts
-    from mattebridge.core.sequence import FrameRange
-    from mattebridge.core.track import TrackJob, run_track
+    from mattebridge.core.engine.tracker.models import save_random_checkpoint
+    from mattebridge.core.wire.prompts import Prompts
+    from mattebridge.core.wire.sequence import FrameRange
+    from mattebridge.core.track.job import TrackJob
+    from mattebridge.core.track.run import run_track
 
     with tempfile.TemporaryDirectory() as tmp:
         plate = make_plate(tmp, args.count, args.width, args.height)

@@ -12,16 +12,16 @@ import os
 import stat
 from typing import Iterable, List, Optional, Sequence
 
-from .errors import MatteBridgeError
+from .errors import FieldError
 
 
-class ForbiddenPath(MatteBridgeError):
+class ForbiddenPath(FieldError):
     """A path outside the allowed roots (the wire's `forbidden_path`)."""
 
     code = "forbidden_path"
 
 
-class OutputConflict(MatteBridgeError):
+class OutputConflict(FieldError):
     """An output that would overwrite an input, or another output of the same job (a bad field)."""
 
     code = "bad_field"
@@ -72,14 +72,15 @@ class PathPolicy:
     def _allowed(self, real: str) -> bool:
         return self.roots is None or any(inside(real, r) for r in self.roots + self.private)
 
-    def check(self, path: str, field: str) -> str:
-        """The resolved path, if the policy lets the job read or write it; else ForbiddenPath naming `field`."""
+    def check(self, path: str, field: str, where: str = "") -> str:
+        """The resolved path, if the policy lets the job read or write it; else ForbiddenPath naming `field`
+        (and `where`, e.g. "frame 1002", for a path expanded from a pattern)."""
         if not isinstance(path, str) or not path or "\0" in path:
-            raise ForbiddenPath(f"{field}: expected a path without NUL bytes")
+            raise ForbiddenPath(field, ": expected a path without NUL bytes")
         real = resolve(path)
         if not self._allowed(real):
-            raise ForbiddenPath(f"{field}: {path} is outside the server's allowed roots ({', '.join(self.roots)}; "
-                                f"see --allow-root)")
+            raise ForbiddenPath(field, f": {where + ': ' if where else ''}{path} is outside the server's allowed roots "
+                                       f"({', '.join(self.roots)}; see --allow-root)")
         return real
 
     read = write = check
@@ -90,7 +91,7 @@ class PathPolicy:
         real = resolve(path)
         for what, file in [(path, real)] + [(f, resolve(f)) for f in referenced]:
             if not self._allowed(file) and not everyone_can_read(file):
-                raise ForbiddenPath(f"{field}: {what} is outside the server's allowed roots and not readable by "
+                raise ForbiddenPath(field, f": {what} is outside the server's allowed roots and not readable by "
                                     f"every user ({', '.join(self.roots)}; see --allow-root)")
         return real
 
@@ -124,4 +125,4 @@ class InputSet:
             except OSError:
                 pass
         if what is not None:
-            raise OutputConflict(f"{field} {shown}: is {what}, an input of this job; refusing to overwrite it")
+            raise OutputConflict(field, f" {shown}: is {what}, an input of this job; refusing to overwrite it")

@@ -1,4 +1,4 @@
-"""`mattebridge serve`: one ROUTER socket, the clients behind it, and the GPU worker (DESIGN.md §4).
+"""`mattebridge serve`: one ROUTER socket, the clients behind it, and the GPU worker (docs/architecture.md §4).
 
 The socket thread answers hello/status/cancel itself, keeps each client's heartbeat, refuses work past
 the queue bound with `busy`, answers a repeated request id from its reply cache (the client's retry after
@@ -19,7 +19,7 @@ from typing import Dict, Optional
 import zmq
 
 from mattebridge.core import __version__
-from mattebridge.core.protocol import (IDEMPOTENT, REQUESTS, VERSION, Message, ProtocolError, decode, encode,
+from mattebridge.core.wire.protocol import (IDEMPOTENT, REQUESTS, VERSION, Message, ProtocolError, decode, encode,
                                        error_content)
 
 from .access import Roots, load_server_keys
@@ -31,7 +31,9 @@ CAPABILITIES = ["path", "shm", "inline", "buffers", "files", "layers", "cryptoma
 REPLY_CACHE = 8  # per client: recent replies, for requests resent after a timeout
 
 
-class Client:
+class PeerState:
+    """What the socket thread keeps about one connected client: when it was last heard, recent replies."""
+
     def __init__(self):
         self.seen = time.monotonic()
         self.replies: "OrderedDict[str, Optional[list]]" = OrderedDict()  # msg_id -> frames (None: in progress)
@@ -48,11 +50,12 @@ class Server:
                        "max_objects": max_objects, "max_frame_pixels": max_frame_pixels, "max_message": max_message}
         self.session = uuid.uuid4().hex
         self.started = time.monotonic()
-        self.clients: Dict[bytes, Client] = {}
+        self.clients: Dict[bytes, PeerState] = {}
         self._outbox: "queue.Queue" = queue.Queue()
         self._stop = threading.Event()
         self.ctx = zmq.Context()
-        self.worker = Worker(model, roots, self._post, max_jobs, max_clips_per_client, max_objects, max_frame_pixels)
+        self.worker = Worker(model, roots, self._post, max_jobs=max_jobs, max_clips=max_clips_per_client,
+                             max_objects=max_objects, max_frame_pixels=max_frame_pixels)
         self._wake_lock = threading.Lock()
 
     # --- from the worker thread ---------------------------------------------------------------
@@ -160,7 +163,7 @@ class Server:
         client = bytes(frames[0].buffer)
         state = self.clients.get(client)
         if state is None:
-            state = self.clients[client] = Client()
+            state = self.clients[client] = PeerState()
             log.info("%s connected", client.hex()[:8])
         state.seen = time.monotonic()
         try:
@@ -179,7 +182,7 @@ class Server:
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             self._send(router, client, Message("error", error_content("internal", text), parent_id=msg.msg_id))
 
-    def _dispatch(self, router, client: bytes, state: Client, msg: Message) -> None:
+    def _dispatch(self, router, client: bytes, state: PeerState, msg: Message) -> None:
         if msg.version != VERSION:
             raise ProtocolError("unsupported_version", f"protocol version {msg.version}; this server speaks {VERSION}")
         if msg.msg_type not in REQUESTS:

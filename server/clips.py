@@ -11,15 +11,17 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from mattebridge.core.alpha import EDGE_MODES, alpha_from_logits
+from mattebridge.core.matte.alpha import alpha_from_logits
+from mattebridge.core.wire.vocabulary import EDGE_MODES
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.plate import Geometry, Plate
+from mattebridge.core.image.plate import Geometry, Plate
 from mattebridge.core.paths import PathPolicy
-from mattebridge.core.prompts import FramePrompt, Point, Prompts, check_object_name
-from mattebridge.core.protocol import ProtocolError, check_window, field_of, unpack_array
-from mattebridge.core.sequence import FrameRange
-from mattebridge.core.track import (PreparedClip, TrackJob, TrackRun, check_job, engine_prompt, prepare_clip,
-                                    refine_device, resolve_transform)
+from mattebridge.core.wire.prompts import FramePrompt, Point, Prompts, check_object_name
+from mattebridge.core.wire.protocol import ProtocolError, check_window, field_of, unpack_array
+from mattebridge.core.wire.sequence import FrameRange
+from mattebridge.core.track.clip import PreparedClip, engine_prompt, prepare_clip, resolve_transform
+from mattebridge.core.track.job import TrackJob, check_job
+from mattebridge.core.track.run import TrackRun, refine_device
 
 from .access import Roots
 
@@ -79,7 +81,7 @@ class ServerClip:
 
     # --- previews -------------------------------------------------------------------------------
     def feed(self, model):
-        from mattebridge.core.feed import ModelFeed
+        from mattebridge.core.engine.tracker.feed import ModelFeed
 
         if self._feed is None:
             self._feed = ModelFeed(list(self.frames), self.prepared.read, model.predictor.image_size,
@@ -89,16 +91,16 @@ class ServerClip:
     def preview(self, model, index: int, obj: str, fp: FramePrompt, edge: str):
         """That frame's matte for `obj` as `track` computes it on its first prompted frame: a fresh state
         each time (so a repeated click gives the same matte), reusing the frame's image features."""
-        from mattebridge.core.engine import StreamingTracker
+        from mattebridge.core.engine.tracker.tracker import StreamingTracker
 
         frame = self.frames.first + index
         geometry = self.prepared.geometry[frame]
         prompt = engine_prompt(fp, geometry, frame, self.paths)
         tracker = StreamingTracker(model.predictor, self.feed(model), len(self.frames), model.device)
         if self._features is not None and self._features[0] == index:
-            tracker.state["cached_features"] = {index: self._features[1]}
+            tracker.reuse_image_features(index, self._features[1])
         result = tracker.add_prompt(index, obj, prompt)
-        cached = tracker.state["cached_features"].get(index)
+        cached = tracker.image_features(index)
         self._features = (index, cached) if cached is not None else None
         plate = self.prepared.read(frame) if edge == "soft" else None
         alpha = alpha_from_logits(result.logits[obj], geometry, edge, plate.pixels if plate else None,
@@ -107,7 +109,7 @@ class ServerClip:
 
     def mask_file(self, frame: int, obj: str, mask: np.ndarray) -> str:
         """A mask sent as a buffer, kept as an EXR so the prompts JSON can refer to it."""
-        from mattebridge.core.matte_io import write_matte
+        from mattebridge.core.image.matte_io import write_matte
 
         if self._tmp is None:  # inside the server's private folder, which only it can reach
             self._tmp = tempfile.mkdtemp(prefix=f"clip-{self.id}-", dir=self.paths.scratch)
@@ -155,14 +157,15 @@ def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots, check_geo
     try:
         if source == "files":
             pattern = field_of(content, "pattern", str)
-            prepared = prepare_clip(pattern, frames, layer, colorspace, ocio, view, roots, check_geometry)
+            prepared = prepare_clip(pattern, frames, layer=layer, colorspace=colorspace, ocio=ocio, view=view,
+                                    paths=roots, check_geometry=check_geometry)
             clip = ServerClip(clip_id, owner, prepared, roots)
             clip.layer = layer
             return clip
         if source == "inline":
             store: Dict[int, Plate] = {}
             probe = Plate("", np.zeros((1, 1, 3), np.float32), Geometry((0, 0, 1, 1), (0, 0, 1, 1)), "", True)
-            transform = resolve_transform(probe, colorspace, ocio, view, roots)
+            transform = resolve_transform(probe, colorspace=colorspace, ocio=ocio, view=view, paths=roots)
             clip = ServerClip(clip_id, owner, None, roots, store)
             clip.prepared = PreparedClip(frames, {}, transform, lambda f: store[f], lambda f: clip.stamps[f],
                                          f"inline:{clip_id}")
@@ -248,7 +251,7 @@ def job_from_content(clip: ServerClip, content: dict, roots: Roots) -> TrackJob:
     job = TrackJob(
         plate=clip.prepared.source, frames=clip.frames, prompts=prompts, out=out, layer=clip.layer,
         direction=field_of(content, "direction", str, "both"), edge=edge, fill_holes=fill,
-        stabilize=field_of(content, "stabilize", bool, True), layout=field_of(content, "layout", str, "files"),
+        stabilize=field_of(content, "stabilize", bool, None), layout=field_of(content, "layout", str, "files"),
         report=field_of(content, "report", str, None), cutout=field_of(content, "cutout", str, None),
         channels=field_of(content, "channels", str, "A"), force=field_of(content, "force", bool, False),
         colorspace=t.colorspace, view=f"{t.display}/{t.view}",

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS
+
 from .access import Roots, check_bind, create_keys, load_server_keys
 from .worker import MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS
 
@@ -21,7 +23,7 @@ def _positive(text: str) -> int:
 
 
 def add_serve_arguments(p) -> None:
-    p.add_argument("--bind", default="tcp://127.0.0.1:5557", help="address to listen on (default tcp://127.0.0.1:5557)")
+    p.add_argument("--bind", default=DEFAULT_ADDRESS, help=f"address to listen on (default {DEFAULT_ADDRESS})")
     p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
                    help="a folder whose files the server may read or write (repeatable; "
                         "default: the current folder and the system temp folder)")
@@ -43,7 +45,7 @@ def add_serve_arguments(p) -> None:
 
 
 def serve(args) -> int:
-    from mattebridge.core.models import load_model
+    from mattebridge.core.engine.tracker.models import load_model
 
     from .app import Server
 
@@ -53,9 +55,10 @@ def serve(args) -> int:
     if args.keys:
         load_server_keys(args.keys)  # refuse bad or exposed keys now, not after loading the model
     roots = Roots(args.allow_root)
-    model = load_model(args.model, args.checkpoint, args.model_config, args.image_size, args.device)
-    Server(args.bind, model, roots, args.keys, args.client_timeout, args.max_queue, args.max_jobs,
-           max_clips_per_client=args.max_clips_per_client, max_objects=args.max_objects,
+    model = load_model(args.model, checkpoint=args.checkpoint, config=args.model_config, image_size=args.image_size,
+                       device=args.device)
+    Server(args.bind, model, roots, keys=args.keys, client_timeout=args.client_timeout, max_queue=args.max_queue,
+           max_jobs=args.max_jobs, max_clips_per_client=args.max_clips_per_client, max_objects=args.max_objects,
            max_frame_pixels=args.max_frame_pixels).run()
     return 0
 

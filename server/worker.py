@@ -19,11 +19,11 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from mattebridge.core.alpha import EDGE_MODES
+from mattebridge.core.wire.vocabulary import EDGE_MODES
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
-from mattebridge.core.shm import read_shared_rgb, shared_layout, to_rgb32
-from mattebridge.core.track import TrackRun
+from mattebridge.core.wire.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
+from mattebridge.core.wire.shm import read_shared_rgb, shared_layout, to_rgb32
+from mattebridge.core.track.run import TrackRun
 
 from .access import Roots
 from .clips import ServerClip, file_error, geometry_from_content, job_from_content, open_clip, prompt_from_content
@@ -37,7 +37,7 @@ SHUTDOWN = "the server is shutting down"  # the cancelled jobs' reason; clients 
 
 
 @dataclass
-class Job:
+class PropagationJob:
     client: bytes
     msg_id: str
     clip: ServerClip
@@ -64,7 +64,7 @@ class Worker(threading.Thread):
         # Clients gone (goodbye, silence) whose jobs and clips are still to be freed. Kept apart from the
         # requests: they are not counted against --max-queue and are freed in one batch before the next request.
         self._drops: "OrderedDict[bytes, None]" = OrderedDict()
-        self._jobs: List[Job] = []
+        self._jobs: List[PropagationJob] = []
         self._clips: Dict[str, ServerClip] = {}
         self._ids = itertools.count(1)
         self._stopping = False
@@ -261,12 +261,7 @@ class Worker(threading.Thread):
         clip = self._clip(client, msg.content)
         frame = field_of(msg.content, "frame", int, None)
         obj = field_of(msg.content, "object", str, None)
-        for name in [obj] if obj is not None else list(clip.prompts.objects):
-            per = clip.prompts.objects.get(name, {})
-            for f in [frame] if frame is not None else list(per):
-                per.pop(f, None)
-            if not per:
-                clip.prompts.objects.pop(name, None)
+        clip.prompts.remove(obj, frame)
         self._reply(client, msg, "clear_reply", {"clip": clip.id, "prompts": clip.prompts.to_json()})
 
     def _on_prompts(self, client: bytes, msg: Message) -> None:
@@ -288,7 +283,7 @@ class Worker(threading.Thread):
         buffers = field_of(msg.content, "buffers", bool, False)
         run = clip.start_job(self.model, job, buffers)
         with self._cond:
-            self._jobs.append(Job(client, msg.msg_id, clip, run, len(clip.frames), buffers))
+            self._jobs.append(PropagationJob(client, msg.msg_id, clip, run, len(clip.frames), buffers))
         self._reply(client, msg, "propagate_started", {"clip": clip.id, "job": msg.msg_id, "total": len(clip.frames),
                                                        "prompts": job.prompts.to_json()})
 
@@ -329,7 +324,7 @@ class Worker(threading.Thread):
         return len(hits)
 
     # --- propagation ----------------------------------------------------------------------------
-    def _step(self, job: Job) -> None:
+    def _step(self, job: PropagationJob) -> None:
         """One frame of a propagation, or its end."""
         msg = Message("propagate", parent_id=None, msg_id=job.msg_id)
         try:
@@ -365,7 +360,7 @@ class Worker(threading.Thread):
             content["alpha"] = {o: pack_array(a.astype("float16"), buffers) for o, a in outcome.mattes.items()}
         self.send(job.client, Message("frame", content, buffers, parent_id=job.msg_id))
 
-    def _end(self, job: Job, status: str, reason: str = "") -> None:
+    def _end(self, job: PropagationJob, status: str, reason: str = "") -> None:
         with self._cond:
             if job in self._jobs:
                 self._jobs.remove(job)

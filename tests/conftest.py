@@ -16,7 +16,7 @@ TEST_SIZE = 256  # model input size for CPU tests (parameter shapes do not depen
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> str:
-    from mattebridge.core.models import save_random_checkpoint
+    from mattebridge.core.engine.tracker.models import save_random_checkpoint
 
     return save_random_checkpoint(str(tmp_path_factory.mktemp("model") / "random_tiny.pt"), "sam2.1_hiera_t", seed=0)
 
@@ -72,7 +72,7 @@ def bedroom_plate(tmp_path_factory) -> str:
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """`mattebridge ...` as a real process; returns (exit status, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "mattebridge.core.cli", *map(str, args)], cwd=cwd,
+    proc = subprocess.run([sys.executable, "-m", "mattebridge.cli", *map(str, args)], cwd=cwd,
                           env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -106,7 +106,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.log_path = Path(log_dir) / f"serve-{self.port}.log"
-        self.args = [sys.executable, "-m", "mattebridge.core.cli", "serve", "--bind", self.address,
+        self.args = [sys.executable, "-m", "mattebridge.cli", "serve", "--bind", self.address,
                      *model_args(checkpoint), *map(str, extra)]
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._log, cwd=cwd,

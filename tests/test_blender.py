@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 
 from conftest import ServerProcess, free_port, read_exr, write_exr
-from mattebridge.core import prompts as core_prompts
+from mattebridge.core.wire import prompts as core_prompts
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.paths import inside
-from mattebridge.core.prompts import Prompts
+from mattebridge.core.wire.prompts import Prompts
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "plugins" / "blender"
@@ -224,10 +224,10 @@ def test_job_reports_errors_in_one_line_and_runs_cancel_hooks():
     def fails(job):
         raise MatteBridgeError("tcp://x: no reply in 1s\n(3 tries)")
 
-    job = jobs.Job("t", fails).run()
+    job = jobs.BackgroundJob("t", fails).run()
     assert job.state == "error" and job.message == "tcp://x: no reply in 1s (3 tries)"
     assert [e.kind for e in job.poll()] == ["error"]
-    bug = jobs.Job("t", lambda job: {}["missing"]).run()
+    bug = jobs.BackgroundJob("t", lambda job: {}["missing"]).run()
     assert bug.state == "error" and bug.message == "unexpected KeyError: 'missing'"
 
     release = threading.Event()
@@ -240,7 +240,7 @@ def test_job_reports_errors_in_one_line_and_runs_cancel_hooks():
         release.wait(10)
         return "partial"
 
-    job = jobs.Job("t", work).start()
+    job = jobs.BackgroundJob("t", work).start()
     deadline = time.monotonic() + 10
     while job.done < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -310,7 +310,7 @@ def listed_roots(message: str) -> list:
 @pytest.mark.skipif(os.name != "posix", reason="the everyone-can-read rule is POSIX; elsewhere configs must be under a root")
 def test_documented_roots_take_blenders_own_config_and_refuse_a_private_one(blender_server, blender_config,
                                                                            bedroom_plate):
-    from mattebridge.core.client import Client, ServerError
+    from mattebridge.core.wire.client import Client, ServerError
 
     real = os.path.realpath(blender_config)
     assert not any(inside(real, r) for r in blender_server.roots)  # accepted for being readable by everyone
@@ -362,7 +362,7 @@ def test_runner_against_a_real_server(blender_server, projects, bedroom_plate):
     request = jobs.TrackRequest(blender_server.address, spec, {"version": 1, "objects": [
         {"name": "hero", "frames": [{"frame": 1002, "points": [{"x": 480, "y": 270, "positive": True}]}]}]},
         out, "both", 30)
-    job = jobs.Job("track", lambda j: jobs.track(j, request)).start()
+    job = jobs.BackgroundJob("track", lambda j: jobs.track(j, request)).start()
     job.thread.join(120)
     kinds = [e.kind for e in job.poll()]
     assert job.state == "done" and kinds == ["progress"] * 4 + ["done"], (job.state, job.message)
@@ -398,7 +398,7 @@ def test_runner_reopens_its_clip_after_a_server_restart(checkpoint, bedroom_plat
 def test_runner_server_down_is_a_one_line_error():
     dead = f"tcp://127.0.0.1:{free_port()}"
     conn = jobs.Connection(dead, timeout=0.2)
-    job = jobs.Job("info", lambda j: jobs.server_info(conn)).run()
+    job = jobs.BackgroundJob("info", lambda j: jobs.server_info(conn)).run()
     assert job.state == "error" and "no reply" in job.message and "\n" not in job.message
 
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from mattebridge.core.confidence import QCReport, matte_stats
+from mattebridge.core.matte.confidence import QCReport, matte_stats
 from mattebridge.core.errors import MatteBridgeError
 
 H, W = 90, 160

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mattebridge.core.cryptomatte import (cryptomatte_channels, cryptomatte_metadata, layer_key, manifest,
+from mattebridge.core.image.cryptomatte import (cryptomatte_channels, cryptomatte_metadata, layer_key, manifest,
                                           mm3_hash32, name_to_float, shared_coverage)
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.matte_io import read_metadata, write_matte
-from mattebridge.core.plate import Geometry
+from mattebridge.core.image.matte_io import read_metadata, write_matte
+from mattebridge.core.image.plate import Geometry
 
 
 def reference_mm3(data: bytes, seed: int = 0) -> int:

@@ -5,17 +5,16 @@ import resource
 from unittest import mock
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import TEST_SIZE, write_exr
-from mattebridge.core.alpha import logits_over_data_window
-from mattebridge.core.colour import DisplayTransform
-from mattebridge.core.engine import ObjectPrompt, StreamingTracker
-from mattebridge.core.feed import ModelFeed
-from mattebridge.core.models import load_model
-from mattebridge.core.plate import read_header, read_plate
-from mattebridge.core.sequence import frame_path
+from mattebridge.core.matte.alpha import logits_over_data_window
+from mattebridge.core.image.colour import DisplayTransform
+from mattebridge.core.engine.tracker.tracker import ObjectPrompt, StreamingTracker
+from mattebridge.core.engine.tracker.feed import ModelFeed
+from mattebridge.core.engine.tracker.models import load_model
+from mattebridge.core.image.plate import read_header, read_plate
+from mattebridge.core.wire.sequence import frame_path
 
 N = 20  # >= max_obj_ptrs_in_encoder, the condition for bit-identity with sam2's num_frames
 A_FIRST, B_FIRST, A_FIX = 5, 8, 12

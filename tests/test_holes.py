@@ -1,7 +1,7 @@
 """Hole filling and island removal on soft mattes and on the model's logit grid."""
 import numpy as np
 
-from mattebridge.core.holes import fill_holes, fill_holes_logits, label_runs, small_components
+from mattebridge.core.matte.holes import fill_holes, fill_holes_logits, label_runs, small_components
 
 
 def _flood_labels(mask, eight):

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from conftest import REPO, model_args, run_cli, write_exr
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.plate import read_header, read_mask, read_plate
-from mattebridge.core.prompts import Prompts
-from mattebridge.core.protocol import (ERRORS, MAX_JSON_DEPTH, TAG, Message, ProtocolError, decode, encode,
+from mattebridge.core.image.plate import read_header, read_mask, read_plate
+from mattebridge.core.wire.prompts import Prompts
+from mattebridge.core.wire.protocol import (ERRORS, MAX_JSON_DEPTH, TAG, Message, ProtocolError, decode, encode,
                                        json_depth)
 
 CORRUPT = REPO / "tests" / "data" / "corrupt"  # damaged EXRs from OpenEXR's own test suite (see its README.md)

@@ -9,9 +9,9 @@ import threading
 import pytest
 
 from conftest import run_cli
-from mattebridge.core import models
+from mattebridge.core.engine.tracker import models
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.prompts import Prompts
+from mattebridge.core.wire.prompts import Prompts
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
 

@@ -1,4 +1,4 @@
-"""Nuke space <-> the wire (DESIGN.md section 3), windows, and knob values -> the prompts JSON."""
+"""Nuke space <-> the wire (docs/architecture.md §3), windows, and knob values -> the prompts JSON."""
 import sys
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import nuke_harness  # noqa: E402,F401 - puts the plugin on sys.path
 from mattebridge_nuke import coords  # noqa: E402
 from mattebridge_nuke.prompts import ObjectKnobs, PointKnob, PromptError, canonical, check_on_image, to_wire  # noqa: E402
 
-from mattebridge.core.prompts import Prompts  # noqa: E402
+from mattebridge.core.wire.prompts import Prompts  # noqa: E402
 
 coord = st.floats(-5000, 5000, allow_nan=False, allow_infinity=False)
 

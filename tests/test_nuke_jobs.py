@@ -41,7 +41,7 @@ def plate(tmp_path):
 def test_preview_writes_that_frames_matte_in_the_plates_geometry(mb_server, tmp_path):
     pattern = small_plate(tmp_path / "plate", aspect=2.0)
     req = request(mb_server.address, pattern, tmp_path / "cache", [hero((1003, 30.0, 40.0))], fmt=(100, 70, 2.0))
-    outcome = jobs.Job(req, jobs.Host(), "preview", 1003).run()
+    outcome = jobs.BackgroundJob(req, jobs.Host(), "preview", 1003).run()
     assert outcome.status == "done" and outcome.published == [("hero", 1003)], outcome
     path = open_cache(str(tmp_path / "cache")).published_path("hero", 1003)
     pixels, spec = read_exr(path)
@@ -57,7 +57,7 @@ def test_preview_writes_that_frames_matte_in_the_plates_geometry(mb_server, tmp_
 def test_track_forward_then_a_correction_remakes_only_what_it_affects(mb_server, plate, tmp_path):
     cache_root = tmp_path / "cache"
     req = request(mb_server.address, plate, cache_root, [hero((1002, 30.0, 40.0))])
-    outcome = jobs.Job(req, jobs.Host(), "forward").run()
+    outcome = jobs.BackgroundJob(req, jobs.Host(), "forward").run()
     assert outcome.status == "done", outcome
     cache = open_cache(str(cache_root))
     assert cache.published_frames("hero") == [1002, 1003, 1004, 1005, 1006]  # nothing before the first prompt
@@ -67,11 +67,11 @@ def test_track_forward_then_a_correction_remakes_only_what_it_affects(mb_server,
     assert (spec.x, spec.y, spec.width, spec.height, spec.full_width, spec.full_height) == (5, 3, 80, 60, 100, 70)
     before = {f: os.stat(cache.published_path("hero", f)).st_mtime_ns for f in range(1002, 1007)}
 
-    again = jobs.Job(req, jobs.Host(), "forward").run()
+    again = jobs.BackgroundJob(req, jobs.Host(), "forward").run()
     assert again.status == "up to date" and again.published == []
 
     corrected = request(mb_server.address, plate, cache_root, [hero((1002, 30.0, 40.0), bg=[(1004, 60.0, 20.0)])])
-    outcome = jobs.Job(corrected, jobs.Host(), "forward").run()
+    outcome = jobs.BackgroundJob(corrected, jobs.Host(), "forward").run()
     assert outcome.status == "done"
     assert sorted(outcome.published) == [("hero", 1004), ("hero", 1005), ("hero", 1006)]
     after = {f: os.stat(cache.published_path("hero", f)).st_mtime_ns for f in range(1002, 1007)}
@@ -80,8 +80,8 @@ def test_track_forward_then_a_correction_remakes_only_what_it_affects(mb_server,
 
 def test_track_both_fills_the_frames_before_the_first_prompt(mb_server, plate, tmp_path):
     req = request(mb_server.address, plate, tmp_path / "cache", [hero((1003, 30.0, 40.0))])
-    assert jobs.Job(req, jobs.Host(), "forward").run().status == "done"
-    outcome = jobs.Job(req, jobs.Host(), "both").run()
+    assert jobs.BackgroundJob(req, jobs.Host(), "forward").run().status == "done"
+    outcome = jobs.BackgroundJob(req, jobs.Host(), "both").run()
     assert sorted(outcome.published) == [("hero", 1001), ("hero", 1002)]  # 1003.. were made going forward
     cache = open_cache(str(tmp_path / "cache"))
     assert cache.entry("hero", 1001)[0] == "both-back" and cache.entry("hero", 1005)[0] == "forward"
@@ -106,7 +106,7 @@ class CancellingHost(jobs.Host):
 def test_cancel_keeps_finished_mattes_and_says_so(mb_server, tmp_path):
     pattern = small_plate(tmp_path / "plate", last=1012)
     req = request(mb_server.address, pattern, tmp_path / "cache", [hero((1001, 30.0, 40.0))], last=1012)
-    outcome = jobs.Job(req, CancellingHost(), "forward").run()
+    outcome = jobs.BackgroundJob(req, CancellingHost(), "forward").run()
     assert outcome.status == "cancelled", outcome
     cache = open_cache(str(tmp_path / "cache"))
     done = cache.published_frames("hero")
@@ -133,7 +133,7 @@ def test_the_rendered_input_is_made_in_chunks_and_removed(mb_server, plate, tmp_
     req = request(mb_server.address, None, tmp_path / "cache", [hero((1001, 30.0, 40.0))], source=source)
     jobs.RENDER_CHUNK, chunk = 4, jobs.RENDER_CHUNK
     try:
-        outcome = jobs.Job(req, jobs.Host(), "forward").run()
+        outcome = jobs.BackgroundJob(req, jobs.Host(), "forward").run()
     finally:
         jobs.RENDER_CHUNK = chunk
     assert outcome.status == "done", outcome
@@ -156,7 +156,7 @@ def test_a_read_outside_the_servers_folders_is_rendered_instead(mb_server, tmp_p
         fallback = jobs.Source("rendered", {f: "r" for f in frames}, None, render=render)
         source = jobs.Source("Read1's files", sources.direct_stamps(pattern, frames, None), pattern, fallback=fallback)
         req = request(mb_server.address, pattern, tmp_path / "cache", [hero((1001, 30.0, 40.0))], source=source)
-        outcome = jobs.Job(req, jobs.Host(), "preview", 1001).run()
+        outcome = jobs.BackgroundJob(req, jobs.Host(), "preview", 1001).run()
         assert outcome.status == "done" and rendered == [(1001, 1001)], outcome
     finally:
         shutil.rmtree(outside)
@@ -179,7 +179,7 @@ def test_expected_failures_are_one_line(mb_server, plate, tmp_path, change, acti
     if kw.get("first") == 1002:  # the prompt on the first frame of the range, the preview before it
         objects = [hero((1002, 30.0, 40.0))]
     req = request(mb_server.address, plate, tmp_path / "cache", objects, **kw)
-    outcome = jobs.Job(req, jobs.Host(), action, 1001 if action == "preview" else None).run()
+    outcome = jobs.BackgroundJob(req, jobs.Host(), action, 1001 if action == "preview" else None).run()
     assert outcome.status == "failed" and message in outcome.message, outcome
     assert "\n" not in outcome.message and "Traceback" not in outcome.message
 
@@ -187,7 +187,7 @@ def test_expected_failures_are_one_line(mb_server, plate, tmp_path, change, acti
 def test_no_server_is_a_failure_with_a_hint(plate, tmp_path):
     req = request("tcp://127.0.0.1:%d" % free_port(), plate, tmp_path / "cache", [hero((1001, 30.0, 40.0))],
                   timeout=0.3)
-    outcome = jobs.Job(req, jobs.Host(), "forward").run()
+    outcome = jobs.BackgroundJob(req, jobs.Host(), "forward").run()
     assert outcome.status == "failed" and "is `mattebridge serve` running?" in outcome.message
 
 
@@ -198,8 +198,8 @@ def test_real_footage_preview_and_track(mb_server, bedroom_plate, tmp_path):
                   [hero((1002, 480.0, 300.0), box={1002.0: (300.0, 100.0, 700.0, 500.0)})], first=1001, last=1004,
                   fmt=(960, 540, 1.0), source=jobs.Source("bedroom", sources.direct_stamps(pattern, range(1001, 1005),
                                                                                          "ACEScg"), pattern, "ACEScg"))
-    assert jobs.Job(req, jobs.Host(), "preview", 1002).run().status == "done"
-    outcome = jobs.Job(req, jobs.Host(), "both").run()
+    assert jobs.BackgroundJob(req, jobs.Host(), "preview", 1002).run().status == "done"
+    outcome = jobs.BackgroundJob(req, jobs.Host(), "both").run()
     assert outcome.status == "done" and len(outcome.published) == 4, outcome
     cache = open_cache(str(tmp_path / "cache"))
     for f in range(1001, 1005):

@@ -1,5 +1,5 @@
 """Object names: the Nuke and Resolve plugins carry pure-Python copies of core's one grammar
-(mattebridge.core.prompts.OBJECT_NAME) and refuse other names in the host, naming the object."""
+(mattebridge.core.wire.prompts.OBJECT_NAME) and refuse other names in the host, naming the object."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "nuke"))
 from nuke_harness import REPO, install_standin  # noqa: E402
 from mattebridge_nuke import prompts as nuke_prompts  # noqa: E402
 
-from mattebridge.core import prompts as core_prompts  # noqa: E402
+from mattebridge.core.wire import prompts as core_prompts  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("mattebridge_resolve_script_names", REPO / "plugins" / "resolve" / "MatteBridge.py")
 resolve_script = importlib.util.module_from_spec(_spec)

@@ -30,7 +30,7 @@ def test_python_3_9_check_can_fail():
 
 def test_the_client_modules_nuke_loads_are_python_3_9():
     """What `mattebridge_nuke.jobs` pulls in from mattebridge (the client and what it imports)."""
-    code = ("import sys; sys.path.insert(0, %r); import mattebridge_nuke.jobs, mattebridge.core.client, "
+    code = ("import sys; sys.path.insert(0, %r); import mattebridge_nuke.jobs, mattebridge.core.wire.client, "
             "mattebridge.core.errors; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
             "if n.startswith('mattebridge') and getattr(m, '__file__', None)))" % str(PLUGIN))
     files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -25,12 +25,12 @@ from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from mattebridge.core.client import Client  # noqa: E402
+from mattebridge.core.wire.client import Client  # noqa: E402
 from mattebridge.core.picker import add_arguments  # noqa: E402
 from mattebridge.core.picker.app import build_window  # noqa: E402
 from mattebridge.core.picker.plates import alpha_preview, preview_shape  # noqa: E402
-from mattebridge.core.plate import Geometry  # noqa: E402
-from mattebridge.core.prompts import Prompts  # noqa: E402
+from mattebridge.core.image.plate import Geometry  # noqa: E402
+from mattebridge.core.wire.prompts import Prompts  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts"
 

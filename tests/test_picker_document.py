@@ -15,10 +15,10 @@ from mattebridge.core.picker.app import default_out, options_from_args
 from mattebridge.core.picker.document import PromptDocument, wire_prompt
 from mattebridge.core.picker.plates import PlateSource, alpha_preview, discover_frames, plate_frames
 from mattebridge.core.picker.viewmap import ViewMap
-from mattebridge.core.plate import Geometry, read_plate, to_display
-from mattebridge.core.prompts import Prompts
-from mattebridge.core.resample import area_resize
-from mattebridge.core.sequence import FrameRange
+from mattebridge.core.image.plate import Geometry, read_plate, to_display
+from mattebridge.core.wire.prompts import Prompts
+from mattebridge.core.image.resample import area_resize
+from mattebridge.core.wire.sequence import FrameRange
 
 
 def test_edits_report_the_keys_they_change_and_undo_redo_restores_them():

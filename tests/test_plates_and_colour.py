@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import FOOTAGE, write_exr
-from mattebridge.core.colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
+from mattebridge.core.image.colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.feed import MEAN, STD, ModelFeed, model_view
-from mattebridge.core.plate import read_header, read_plate
-from mattebridge.core.sequence import FrameRange, frame_path
+from mattebridge.core.engine.tracker.feed import MEAN, STD, ModelFeed, model_view
+from mattebridge.core.image.plate import read_header, read_plate
+from mattebridge.core.wire.sequence import FrameRange, frame_path
 
 STUDIO = "ocio://studio-config-latest"
 
@@ -138,5 +138,5 @@ def test_sequence_patterns():
     assert list(FrameRange.parse("1001-1003")) == [1001, 1002, 1003]
     assert list(FrameRange.parse("-2--1")) == [-2, -1]
     for bad in ("1003-1001", "", "10-x"):
-        with pytest.raises(MatteBridgeError, match="--frames"):
+        with pytest.raises(MatteBridgeError, match="^frames: "):
             FrameRange.parse(bad)

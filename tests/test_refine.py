@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.refine import compress_guide, edge_band, guided_filter, refine_alpha
-from mattebridge.core.resample import area_resize, upsample_to_window
+from mattebridge.core.matte.refine import compress_guide, edge_band, guided_filter, refine_alpha
+from mattebridge.core.image.resample import area_resize, upsample_to_window
 
 N, CELL = 192, 8
 

@@ -14,8 +14,8 @@ import pytest
 import zmq
 
 from conftest import ServerProcess, model_args, read_exr, run_cli, write_exr
-from mattebridge.core.client import Client, ServerError, ServerUnreachable
-from mattebridge.core.protocol import ERRORS, TAG, Message, decode, encode
+from mattebridge.core.wire.client import Client, ServerError, ServerUnreachable
+from mattebridge.core.wire.protocol import ERRORS, TAG, Message, decode, encode
 
 
 def raw_socket(address, timeout_ms=10000):
@@ -87,7 +87,7 @@ def test_every_message_type_round_trips(mb_server, bedroom_plate, tmp_path):
 
         # cancel: a propagation stopped mid-way ends as cancelled and leaves only complete files
         run = clip.propagate(direction="forward", out=str(tmp_path / "c" / "{object}.####.exr"), force=True)
-        first = next(iter(run))
+        next(iter(run))
         run.cancel()
         rest = list(run)
         assert run.summary["cancelled"] and 1 + len(rest) < 6
@@ -115,7 +115,7 @@ def test_every_message_type_round_trips(mb_server, bedroom_plate, tmp_path):
 
 
 def test_mattes_through_the_server_equal_track_in_process(mb_server, checkpoint, bedroom_plate, tmp_path):
-    from mattebridge.core.prompts import Prompts
+    from mattebridge.core.wire.prompts import Prompts
 
     prompts = Prompts()
     prompts.add_point("hero", 1003, 300, 300)
@@ -251,7 +251,7 @@ def test_fuzz_thousands_of_messages(mb_server):
 # --- faults -------------------------------------------------------------------------------------------
 KILLED_CLIENT = r"""
 import sys
-from mattebridge.core.client import Client
+from mattebridge.core.wire.client import Client
 c = Client(sys.argv[1])
 clip = c.open_clip(sys.argv[2], "1001-1020", colorspace="ACEScg")
 run = clip.propagate(direction="forward", buffers=True, prompts={"version": 1, "objects": [{"name": "hero",
@@ -295,7 +295,7 @@ def test_server_killed_mid_propagation_then_a_restart_resumes(checkpoint, bedroo
     track = ["track", bedroom_plate, "--frames", "1001-1012", "--point", "300,300@1001", "--colorspace", "ACEScg",
              "--direction", "forward", "--out", out, "--timeout", "2"]
     server = ServerProcess(checkpoint, tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "mattebridge.core.cli", *map(str, track), "--server",
+    proc = subprocess.Popen([sys.executable, "-m", "mattebridge.cli", *map(str, track), "--server",
                              server.address], stderr=subprocess.PIPE, text=True)
     _wait(lambda: len(exr_listing(tmp_path / "m")) >= 3, 60, "three frames on disk")
     server.process.kill()  # SIGKILL: no chance to clean up
@@ -427,7 +427,7 @@ def test_curve_keys_keep_out_clients_without_the_server_key(checkpoint, bedroom_
 
 
 def test_a_restarted_server_is_reported_as_such(checkpoint, tmp_path):
-    from mattebridge.core.client import ServerRestarted
+    from mattebridge.core.wire.client import ServerRestarted
 
     server = ServerProcess(checkpoint, tmp_path)
     client = Client(server.address, timeout=3, retries=1)
@@ -448,7 +448,7 @@ def test_the_client_is_numpy_and_pyzmq_only_and_python_3_9():
     core = Path(__file__).resolve().parent.parent / "core"
     for name in ("client.py", "protocol.py", "shm.py", "errors.py", "__init__.py"):
         ast.parse((core / name).read_text(), filename=name, feature_version=(3, 9))
-    code = ("import sys, mattebridge.core.client; "
+    code = ("import sys, mattebridge.core.wire.client; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sam2', 'OpenImageIO', "
             "'PyOpenColorIO', 'PySide6')); print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

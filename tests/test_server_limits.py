@@ -15,8 +15,8 @@ import pytest
 import zmq
 
 from conftest import ServerProcess, free_port, model_args, run_cli
-from mattebridge.core.client import Busy, Client, ServerError
-from mattebridge.core.protocol import Message, decode, encode
+from mattebridge.core.wire.client import Busy, Client, ServerError
+from mattebridge.core.wire.protocol import Message, decode, encode
 
 
 def raw_socket(address, timeout_ms=30000):
@@ -228,7 +228,7 @@ def test_a_shared_memory_frame_costs_one_float32_copy_and_oversized_claims_nothi
 # --- 7: keys -----------------------------------------------------------------------------------------------------
 def test_keys_are_private_whatever_the_umask_and_serve_refuses_an_exposed_secret(checkpoint, tmp_path):
     folder = tmp_path / "keys"
-    proc = subprocess.run([sys.executable, "-m", "mattebridge.core.cli", "keys", str(folder)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "mattebridge.cli", "keys", str(folder)], capture_output=True,
                           text=True, timeout=60, preexec_fn=lambda: os.umask(0))  # the loosest umask there is
     assert proc.returncode == 0, proc.stderr
     mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
@@ -268,7 +268,7 @@ def test_propagating_an_inline_clip_with_unsent_frames_is_not_found(mb_server):
 def test_track_on_a_server_stopped_mid_job_says_so_in_one_line(checkpoint, bedroom_plate, tmp_path):
     out = tmp_path / "m"
     server = ServerProcess(checkpoint, tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "mattebridge.core.cli", "track", bedroom_plate, "--frames",
+    proc = subprocess.Popen([sys.executable, "-m", "mattebridge.cli", "track", bedroom_plate, "--frames",
                              "1001-1020", "--point", "300,300@1001", "--colorspace", "ACEScg", "--direction",
                              "forward", "--out", str(out / "hero.####.exr"), "--timeout", "2", "--server",
                              server.address], stderr=subprocess.PIPE, text=True)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.resample import upsample_to_window
-from mattebridge.core.temporal import TemporalSmoother
+from mattebridge.core.image.resample import upsample_to_window
+from mattebridge.core.matte.temporal import TemporalSmoother
 
 N, L = 128, 16  # plate and logit grid: 8 px per cell, as at 2K
 
@@ -91,3 +91,16 @@ def test_errors():
     sm(np.zeros((4, 4), np.float32))
     with pytest.raises(MatteBridgeError, match="reset"):
         sm(np.zeros((5, 4), np.float32))
+
+
+def test_raw_edges_are_raw_unless_smoothing_is_asked_for():
+    from mattebridge.core.track.job import TrackJob, smooths
+    from mattebridge.core.wire.prompts import Prompts
+    from mattebridge.core.wire.sequence import FrameRange
+
+    def job(**kw):
+        return TrackJob(plate="p.####.exr", frames=FrameRange(1, 2), prompts=Prompts(), out=None, **kw)
+
+    assert not smooths(job(edge="raw")) and smooths(job(edge="raw", stabilize=True))
+    assert smooths(job(edge="soft")) and smooths(job(edge="hard"))
+    assert not smooths(job(edge="soft", stabilize=False))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import model_args, read_exr, run_cli, write_exr
-from mattebridge.core.prompts import Prompts
+from mattebridge.core.wire.prompts import Prompts
 
 
 def listing(folder):
@@ -144,7 +144,7 @@ def test_truncated_frame_mid_shot_leaves_only_complete_mattes(checkpoint, bedroo
 
 
 def test_production_outputs_layers_cryptomatte_report_cutout(checkpoint, bedroom_plate, tmp_path):
-    from mattebridge.core.cryptomatte import layer_key, name_to_float
+    from mattebridge.core.image.cryptomatte import layer_key, name_to_float
 
     prompts = Prompts()
     prompts.add_point("hero", 1001, 300, 300)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 
-DEFAULT_SERVER = "tcp://127.0.0.1:5557"
+from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS, DIRECTIONS, EDGE_MODES, MATTE_CHANNELS
+
 # exit codes a calling host can rely on (and the "status" of the --print-result JSON)
 EXIT_DONE = 0  # tracked: the mattes are on disk            ("done"; --check: the server answers, "ok")
 EXIT_CLOSED = 1  # closed or cancelled before a track finished ("closed", "cancelled")
@@ -17,7 +18,7 @@ EXIT_SERVER = 3  # the server is not reachable or failed       ("error")
 
 
 def default_server() -> str:
-    return os.environ.get("MATTEBRIDGE_SERVER") or DEFAULT_SERVER
+    return os.environ.get("MATTEBRIDGE_SERVER") or DEFAULT_ADDRESS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", help="frame range FIRST-LAST (default: the frames on disk; a single file is one frame)")
     parser.add_argument("--frame", type=int, help="frame to open on (default: the first prompted frame, else the first)")
     parser.add_argument("--server", default=default_server(), metavar="ADDR",
-                        help=f"the running `mattebridge serve` (default: $MATTEBRIDGE_SERVER, else {DEFAULT_SERVER})")
+                        help=f"the running `mattebridge serve` (default: $MATTEBRIDGE_SERVER, else {DEFAULT_ADDRESS})")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="seconds to wait for the server before it counts as unreachable (default 30)")
     parser.add_argument("--prompts", metavar="FILE", help="prompts JSON to start from (docs/prompts.md)")
@@ -38,11 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="PATTERN",
                         help="matte files for Track, e.g. mattes/{object}.####.exr "
                              "(default: <plate folder>/mattes/<plate name>_{object}.####.exr)")
-    parser.add_argument("--channels", default="A", choices=["A", "RGBA"],
+    parser.add_argument("--channels", default="A", choices=MATTE_CHANNELS,
                         help="A, or RGBA: the matte in R, G, B and A (Resolve's Ext Matte, Blender's Mask modifier)")
-    parser.add_argument("--direction", default="both", choices=["forward", "backward", "both"],
+    parser.add_argument("--direction", default="both", choices=DIRECTIONS,
                         help="initial Track direction (default both)")
-    parser.add_argument("--edge", default="soft", choices=["soft", "raw", "hard"], help="matte edges (default soft)")
+    parser.add_argument("--edge", default="soft", choices=EDGE_MODES, help="matte edges (default soft)")
     parser.add_argument("--preview-size", type=int, default=2048, metavar="PIXELS",
                         help="longest side the plate is shown at (default 2048; clicks keep full plate precision)")
     parser.add_argument("--on-done", default="stay", choices=["stay", "exit"],

@@ -7,8 +7,9 @@ import re
 import signal
 import sys
 
-from ..errors import MatteBridgeError
-from ..sequence import has_frame_token
+from mattebridge.core.wire.vocabulary import MATTE_CHANNELS
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.wire.sequence import has_frame_token
 from . import EXIT_CLOSED, EXIT_DONE, EXIT_SERVER, EXIT_USAGE
 
 _TOKEN = re.compile(r"#+|@+|%0?(\d*)d")
@@ -32,7 +33,7 @@ def options_from_args(args):
     from .plates import plate_frames
     from .window import PickOptions
 
-    if args.channels not in ("A", "RGBA"):
+    if args.channels not in MATTE_CHANNELS:
         raise MatteBridgeError(f"--channels {args.channels!r}: expected A or RGBA")
     frames = plate_frames(args.plate, args.frames, args.frame)
     doc = None
@@ -65,7 +66,7 @@ def emit_result(result: dict) -> None:
 
 def check_server(address: str, timeout: float) -> dict:
     """Is a mattebridge server answering at `address`? {"status": "ok"|"error", ...}"""
-    from ..client import Client, ServerUnreachable
+    from mattebridge.core.wire.client import Client, ServerUnreachable
 
     try:
         client = Client(address, timeout=timeout)

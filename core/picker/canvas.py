@@ -14,7 +14,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from ..prompts import FramePrompt
+from mattebridge.core.wire.prompts import FramePrompt
 from .viewmap import ViewMap
 
 HIT_RADIUS = 8.0  # screen pixels

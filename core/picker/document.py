@@ -1,7 +1,7 @@
 """The prompts being edited in the window: objects, points and boxes per frame, with undo/redo.
 
 No Qt here. Every edit returns the (frame, object) keys it changed, so the window knows exactly which
-prompts to send to the server (or clear there). Coordinates are DESIGN.md §3 display-window pixels.
+prompts to send to the server (or clear there). Coordinates are docs/architecture.md §3 display-window pixels.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import json
 import os
 from typing import Dict, List, Optional, Set, Tuple
 
-from ..errors import MatteBridgeError
-from ..prompts import DEFAULT_OBJECT, FramePrompt, Point, Prompts
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.wire.prompts import DEFAULT_OBJECT, FramePrompt, Point, Prompts
 
 Key = Tuple[int, str]  # (frame, object)
 UNDO_DEPTH = 200
@@ -88,7 +88,7 @@ class PromptDocument:
 
         def do():
             self._order.remove(name)
-            self._prompts.objects.pop(name, None)
+            self._prompts.remove(name)
 
         self._edit(do)
         return changed
@@ -177,9 +177,7 @@ class PromptDocument:
             return set()
 
         def do():
-            del self._prompts.objects[obj][frame]
-            if not self._prompts.objects[obj]:
-                del self._prompts.objects[obj]
+            self._prompts.remove(obj, frame)
 
         self._edit(do)
         return {(frame, obj)}
@@ -231,9 +229,7 @@ class PromptDocument:
     def _drop_if_empty(self, frame: int, obj: str) -> None:
         fp = self._prompts.objects.get(obj, {}).get(frame)
         if fp is not None and not fp.points and fp.box is None and fp.mask is None:
-            del self._prompts.objects[obj][frame]
-            if not self._prompts.objects[obj]:
-                del self._prompts.objects[obj]
+            self._prompts.remove(obj, frame)
 
     def _clean(self) -> Prompts:
         """The prompts in object order (the JSON file lists objects as the window shows them)."""

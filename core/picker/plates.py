@@ -14,11 +14,11 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
-from ..errors import MatteBridgeError
-from ..plate import Geometry, Plate, read_header, read_plate, to_display
-from ..resample import area_resize
-from ..sequence import FrameRange, frame_path, has_frame_token
+from mattebridge.core.image.colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.image.plate import Geometry, Plate, read_header, read_plate, to_display
+from mattebridge.core.image.resample import area_resize
+from mattebridge.core.wire.sequence import FrameRange, frame_path, has_frame_token
 
 _TOKEN = re.compile(r"#+|@+|%0?\d*d")
 

@@ -1,6 +1,6 @@
 """Where the plate sits in the window: zoom, pan and pixel aspect, and the mapping both ways.
 
-Image coordinates are DESIGN.md §3 display-window pixels (continuous, origin top-left, y down). On screen
+Image coordinates are docs/architecture.md §3 display-window pixels (continuous, origin top-left, y down). On screen
 a pixel is `zoom * pixel_aspect` wide and `zoom` high, so an anamorphic plate looks right while the
 coordinates handed to the server stay in plate pixels (pixel aspect is never baked into them).
 Widget coordinates are continuous too: the mouse on widget pixel (i, j) is at (i + 0.5, j + 0.5).

@@ -17,9 +17,10 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QHBoxLayout,
                                QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar,
                                QPushButton, QSpinBox, QToolBar, QVBoxLayout, QWidget)
 
-from ..errors import MatteBridgeError
-from ..resample import area_resize
-from ..sequence import FrameRange, has_frame_token
+from mattebridge.core.wire.vocabulary import DIRECTIONS
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.image.resample import area_resize
+from mattebridge.core.wire.sequence import FrameRange, has_frame_token
 from . import EXIT_CLOSED, EXIT_DONE, EXIT_SERVER, EXIT_USAGE
 from .canvas import PlateCanvas
 from .document import PromptDocument, wire_prompt
@@ -144,7 +145,7 @@ class PickerWindow(QMainWindow):
         prev_button.clicked.connect(lambda: self.step(-1))
         next_button.clicked.connect(lambda: self.step(1))
         self.direction = QComboBox()
-        self.direction.addItems(["both", "forward", "backward"])
+        self.direction.addItems(sorted(DIRECTIONS, key=lambda d: d != "both"))  # both first: the default
         self.direction.setCurrentText(o.direction)
         self.direction.setToolTip("Propagation direction from each object's first prompted frame")
         self.out_edit = QLineEdit(o.out)

@@ -1,6 +1,6 @@
 """Background work for the window, so the GUI thread never waits on the server or the disk.
 
-- ServerWorker: one thread owns the `mattebridge.core.client` Client and its clip; prompt requests are
+- ServerWorker: one thread owns the `mattebridge.core.wire.client` Client and its clip; prompt requests are
   coalesced per (frame, object) (only the latest state of a key is sent), propagation streams progress.
 - PlateLoader: reads and colour-converts the frame the window wants (the latest request wins), then
   prefetches its neighbours for scrubbing.
@@ -18,9 +18,9 @@ from typing import Callable, Dict, Optional
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from ..errors import MatteBridgeError
-from ..plate import Geometry
-from ..sequence import FrameRange, frame_path
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.image.plate import Geometry
+from mattebridge.core.wire.sequence import FrameRange, frame_path
 from .plates import PlateSource, alpha_preview, preview_shape
 
 TRACKED_PREVIEW = 1024  # tracked mattes are kept at most this size (memory stays small on long shots)
@@ -106,7 +106,7 @@ class ServerWorker(QObject):
                 self.error.emit(f"{type(e).__name__}: {one_line(e)}")
 
     def _connect(self) -> None:
-        from ..client import Client
+        from mattebridge.core.wire.client import Client
 
         self._close()
         try:
@@ -127,7 +127,7 @@ class ServerWorker(QObject):
             "display": getattr(clip, "display", None), "view": getattr(clip, "view", None)}})
 
     def _unreachable(self, error: Exception) -> str:
-        from ..client import ServerUnreachable
+        from mattebridge.core.wire.client import ServerUnreachable
 
         if isinstance(error, ServerUnreachable):
             return (f"the mattebridge server at {self.address} is not running or not answering "
@@ -153,7 +153,7 @@ class ServerWorker(QObject):
             self._send(key[0], key[1], revision, prompt)
 
     def _send(self, frame: int, obj: str, revision: int, prompt: Optional[dict]) -> None:
-        from ..client import Busy, ServerError, ServerRestarted
+        from mattebridge.core.wire.client import Busy, ServerError, ServerRestarted
 
         if self.clip is None:
             self.promptFailed.emit(frame, obj, revision, "not connected to the server")

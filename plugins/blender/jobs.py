@@ -1,9 +1,9 @@
 """Talking to the server off Blender's main thread (no bpy here).
 
-A :class:`Job` runs one piece of network work -- server info, a preview matte, a track -- either in a worker
-thread (the UI: Blender stays responsive and a ``bpy.app.timers`` callback drains :meth:`Job.poll` on the main
+A :class:`BackgroundJob` runs one piece of network work -- server info, a preview matte, a track -- either in a worker
+thread (the UI: Blender stays responsive and a ``bpy.app.timers`` callback drains :meth:`BackgroundJob.poll` on the main
 thread, which is the only place Blender data is touched) or inline (``bpy.app.background``: scripts get the
-result before the operator returns). The work functions only use :mod:`mattebridge.core.client`.
+result before the operator returns). The work functions only use :mod:`mattebridge.core.wire.client`.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.wire.vocabulary import DIRECTIONS
 
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class Event:
     data: dict
 
 
-class Job:
+class BackgroundJob:
     """One piece of work with progress, cancel and a result, handed to the main thread through a queue."""
 
-    def __init__(self, label: str, work: Callable[["Job"], object]):
+    def __init__(self, label: str, work: Callable[["BackgroundJob"], object]):
         self.label = label
         self._work = work
         self._events: "queue.Queue[Event]" = queue.Queue()
@@ -74,13 +74,13 @@ class Job:
         self._events.put(Event("progress", dict(data, done=done, total=total)))
 
     # --- main-thread side ---------------------------------------------------------------------
-    def start(self) -> "Job":
+    def start(self) -> "BackgroundJob":
         self.state, self.started = "running", time.monotonic()
         self.thread = threading.Thread(target=self._run, name=f"mattebridge-{self.label}", daemon=True)
         self.thread.start()
         return self
 
-    def run(self) -> "Job":
+    def run(self) -> "BackgroundJob":
         """Run inline, to completion (background mode)."""
         self.state, self.started = "running", time.monotonic()
         self._run()
@@ -139,7 +139,7 @@ def one_line(text: str) -> str:
 
 # --- connections ----------------------------------------------------------------------------------
 def _client_class():
-    from mattebridge.core.client import Client
+    from mattebridge.core.wire.client import Client
 
     return Client
 
@@ -188,7 +188,7 @@ class Connection:
 
     def call(self, fn):
         """`fn(self)`, once more with a fresh client if the server restarted (its clips are gone)."""
-        from mattebridge.core.client import ServerRestarted, ServerUnreachable
+        from mattebridge.core.wire.client import ServerRestarted, ServerUnreachable
 
         try:
             return fn(self)
@@ -251,7 +251,7 @@ class TrackRequest:
     edge: str = "soft"
 
 
-def track(job: Job, request: TrackRequest, client_factory=None) -> dict:
+def track(job: BackgroundJob, request: TrackRequest, client_factory=None) -> dict:
     """Propagate on the server, writing RGBA mattes; reports progress on `job`; honours `job.cancel()`."""
     factory = client_factory or _client_class()
     client = factory(request.address, timeout=request.timeout)
@@ -305,7 +305,7 @@ def matte_name_pattern(scene_name: str, strip_name: str, frame_digits: int) -> s
 
 def parse_direction(direction: str) -> str:
     d = direction.lower()
-    if d not in ("forward", "backward", "both"):
+    if d not in DIRECTIONS:
         raise MatteBridgeError(f"direction {direction!r}: expected FORWARD, BACKWARD or BOTH")
     return d
 

@@ -5,7 +5,7 @@ The preview's view space (``region.view2d.region_to_view``) is the scene's rende
 window) is placed by its transform exactly as Blender's ``image_transform_quad_get`` does: centred, scaled
 (the strip's *fit method* is baked into ``transform.scale`` when the strip is added), rotated about its origin,
 offset, then mirrored by the strip's flips. The wire wants display-window pixels, origin top-left, y down,
-continuous (DESIGN.md §3): the data window's offset in the display window is added last.
+continuous (docs/architecture.md §3): the data window's offset in the display window is added last.
 
 Not modelled: crop (it hides pixels but does not move them, so clicks stay right; clicks on cropped-away pixels
 are accepted), proxies (the view space does not change), retiming and strobe (refused elsewhere).

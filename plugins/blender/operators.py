@@ -14,7 +14,7 @@ from mattebridge.core.errors import MatteBridgeError
 
 from . import jobs, store, strips, tasks
 from .mapping import gesture
-from .jobs import Job
+from .jobs import BackgroundJob
 from .props import preferences, settings
 from .runtime import STATE
 
@@ -172,7 +172,7 @@ def _connection(context):
     return STATE.connection(*_address(context))
 
 
-def check_server(context) -> Job:
+def check_server(context) -> BackgroundJob:
     conn = _connection(context)
     STATE.server.address, STATE.server.status = conn.address, "checking"
 
@@ -182,7 +182,7 @@ def check_server(context) -> Job:
         elif event.kind == "error":
             STATE.server.status, STATE.server.info, STATE.server.message = "error", {}, event.data["message"]
 
-    return tasks.submit(Job("info", lambda job: jobs.server_info(conn)), handle)
+    return tasks.submit(BackgroundJob("info", lambda job: jobs.server_info(conn)), handle)
 
 
 class MATTEBRIDGE_OT_server_info(bpy.types.Operator):
@@ -208,7 +208,7 @@ class MATTEBRIDGE_OT_server_info(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def request_preview(context, obj: Optional[str] = None, report=None) -> Job:
+def request_preview(context, obj: Optional[str] = None, report=None) -> BackgroundJob:
     scene, strip, source, frame = _target(context)
     obj = _object(context, obj or "")
     points, box = store.frame_prompt(strips.load_prompts(strip), obj, frame)
@@ -232,7 +232,7 @@ def request_preview(context, obj: Optional[str] = None, report=None) -> Job:
         elif event.kind == "error":
             say("ERROR", f"MatteBridge: {event.data['message']}")
 
-    return tasks.submit(Job("preview", lambda job: jobs.preview(conn, source.spec, frame, obj, points, box)), handle)
+    return tasks.submit(BackgroundJob("preview", lambda job: jobs.preview(conn, source.spec, frame, obj, points, box)), handle)
 
 
 class MATTEBRIDGE_OT_preview(_SequencerOp, bpy.types.Operator):
@@ -254,7 +254,7 @@ class MATTEBRIDGE_OT_preview(_SequencerOp, bpy.types.Operator):
 
 
 # --- track -----------------------------------------------------------------------------------------
-def start_track(context, direction: str, report) -> Job:
+def start_track(context, direction: str, report) -> BackgroundJob:
     scene, strip, source = _source(context)
     if STATE.track is not None and not STATE.track.finished:
         raise MatteBridgeError(f"a track is already running on {STATE.track_strip!r}: cancel it first")
@@ -300,7 +300,7 @@ def start_track(context, direction: str, report) -> Job:
         elif event.kind == "error":
             report("ERROR", f"MatteBridge: {event.data['message']}")
 
-    job = Job("track", lambda j: jobs.track(j, request))
+    job = BackgroundJob("track", lambda j: jobs.track(j, request))
     STATE.track, STATE.track_strip = job, strip.name
     return tasks.submit(job, handle)
 

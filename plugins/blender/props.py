@@ -3,7 +3,7 @@
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, PointerProperty, StringProperty
 
-from .jobs import DEFAULT_ADDRESS
+from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS
 
 ADDON = __package__  # bl_ext.<repo>.mattebridge once installed as an extension
 

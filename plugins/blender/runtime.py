@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from .jobs import Connection, Job, PreviewResult
+from .jobs import Connection, BackgroundJob, PreviewResult
 
 
 @dataclass
@@ -19,7 +19,7 @@ class ServerState:
 class Runtime:
     connections: Dict[Tuple[str, float], Connection] = field(default_factory=dict)
     server: ServerState = field(default_factory=ServerState)
-    track: Optional[Job] = None
+    track: Optional[BackgroundJob] = None
     track_strip: str = ""
     previews: Dict[tuple, PreviewResult] = field(default_factory=dict)  # (scene, strip, object, frame) -> matte
     geometry: Dict[tuple, dict] = field(default_factory=dict)  # (scene, strip, frame) -> plate geometry

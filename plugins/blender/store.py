@@ -6,22 +6,22 @@ A strip's prompts live in its custom property ``mattebridge`` (saved with the .b
      "objects": {"main": {"1001": {"points": [x, y, 1.0,  x, y, 0.0], "box": [x0, y0, x1, y1]}}}}
 
 Points are flat (x, y, positive) triples; coordinates are display-window pixels of the plate, origin top-left,
-y down (DESIGN.md §3) -- the same numbers as the prompts JSON (docs/prompts.md), which
-:func:`to_prompts` builds through :class:`mattebridge.core.prompts.Prompts` so it is validated the same way.
+y down (docs/architecture.md §3) -- the same numbers as the prompts JSON (docs/prompts.md), which
+:func:`to_prompts` builds through :class:`mattebridge.core.wire.prompts.Prompts` so it is validated the same way.
 Frame keys are the plate's file frame numbers, as strings (custom-property keys must be strings).
 """
 from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from mattebridge.core.prompts import Prompts
-from mattebridge.core.prompts import check_object_name as check_project_name
+from mattebridge.core.wire.prompts import Prompts
+from mattebridge.core.wire.prompts import check_object_name as check_project_name
 
 from .errors import PluginError
 
 KEY = "mattebridge"
 VERSION = 1
-# Object names: the project's one grammar (mattebridge.core.prompts.OBJECT_NAME, from the bundled wheel: 1-64
+# Object names: the project's one grammar (mattebridge.core.wire.prompts.OBJECT_NAME, from the bundled wheel: 1-64
 # letters, digits, _ . -, not starting with .), and at most 63 characters here because they are keys of the
 # strip's custom property and Blender limits IDProperty keys to 63.
 MAX_NAME = 63
@@ -101,17 +101,7 @@ def set_box(prompts: Prompts, obj: str, frame: int, box) -> None:
 def clear(prompts: Prompts, obj: Optional[str] = None, frame: Optional[int] = None) -> int:
     """Remove `obj`'s prompts (every object when None) on `frame` (every frame when None); returns how many
     frame entries went."""
-    removed = 0
-    for name in [obj] if obj else list(prompts.objects):
-        per = prompts.objects.get(name)
-        if not per:
-            continue
-        for f in [frame] if frame is not None else list(per):
-            if per.pop(f, None) is not None:
-                removed += 1
-        if not per:
-            del prompts.objects[name]
-    return removed
+    return prompts.remove(obj or None, frame)
 
 
 def frame_prompt(prompts: Prompts, obj: str, frame: int):
@@ -124,10 +114,4 @@ def frame_prompt(prompts: Prompts, obj: str, frame: int):
 
 def prune(prompts: Prompts) -> Prompts:
     """Drop frame entries that hold nothing (Prompts.on creates them)."""
-    for name in list(prompts.objects):
-        per = prompts.objects[name]
-        for f in [f for f, fp in per.items() if not fp.points and fp.box is None and fp.mask is None]:
-            del per[f]
-        if not per:
-            del prompts.objects[name]
-    return prompts
+    return prompts.prune()

@@ -7,11 +7,11 @@ from typing import Callable, List, Tuple
 
 import bpy
 
-from .jobs import Event, Job
+from .jobs import Event, BackgroundJob
 from .runtime import STATE
 
-Handler = Callable[[Job, Event], None]
-_active: List[Tuple[Job, Handler]] = []
+Handler = Callable[[BackgroundJob, Event], None]
+_active: List[Tuple[BackgroundJob, Handler]] = []
 TERMINAL = ("done", "error", "cancelled")
 # None: jobs run inline exactly when Blender runs without a UI (bpy.app.background: scripts, farms), so an
 # operator returns with its result; False: always in worker threads drained by the timer, as in the UI (a
@@ -23,7 +23,7 @@ def inline() -> bool:
     return bpy.app.background if INLINE is None else bool(INLINE)
 
 
-def submit(job: Job, handler: Handler) -> Job:
+def submit(job: BackgroundJob, handler: Handler) -> BackgroundJob:
     """Start `job`; `handler(job, event)` runs on the main thread for each of its events."""
     if inline():
         job.run()

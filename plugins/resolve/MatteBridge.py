@@ -28,7 +28,7 @@ PREFIX = "MatteBridge: "
 NO_API = ("cannot reach DaVinci Resolve's scripting API: run MatteBridge from Workspace > Scripts inside DaVinci "
           "Resolve (19.0.2 or later); run from outside Resolve, it also needs Preferences > System > General > "
           "External scripting using: Local, and RESOLVE_SCRIPT_API / RESOLVE_SCRIPT_LIB (docs/resolve.md)")
-# The project's one grammar for object names: a copy of mattebridge.core.prompts.OBJECT_NAME (this file cannot
+# The project's one grammar for object names: a copy of mattebridge.core.wire.prompts.OBJECT_NAME (this file cannot
 # import mattebridge); tests/test_nuke_names.py checks the two are identical.
 OBJECT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 MOVIE_EXTENSIONS = {".mov", ".mp4", ".m4v", ".mxf", ".avi", ".mkv", ".webm", ".braw", ".r3d", ".ari", ".arx",
@@ -42,7 +42,7 @@ FOREIGN_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONEXECUTABLE", "PYTHONSTARTUP", 
 VERSION_DIR = re.compile(r"v(\d{3,})\Z")
 DEFAULTS = {
     "command": None,  # argv prefix of the prompt window, e.g. ["/opt/mattebridge/.venv/bin/mattebridge", "pick"]
-    "server": "tcp://127.0.0.1:5557",
+    "server": "tcp://127.0.0.1:5557",  # mattebridge.core.wire.vocabulary.DEFAULT_ADDRESS (a test compares them)
     "matte_dir": None,  # None: a "mattebridge" folder next to the media
     "ocio": None, "view": None, "colorspace": None, "layer": None,
     "range": "clip",  # clip: every frame of the clip; item: the frames the timeline uses (+ handles)

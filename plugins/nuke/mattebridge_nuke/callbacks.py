@@ -17,14 +17,14 @@ import nuke
 from . import node as mbnode
 from . import nukehost
 from .cache import MANIFEST, open_cache
-from .jobs import Job, JobError, Outcome
+from .jobs import BackgroundJob, JobError, Outcome
 from .prompts import PromptError
 
 PROMPT_KNOB = re.compile(r"o(\d+)_(fg\d+|bg\d+|box)$")
 OBJECT_KNOB = re.compile(r"o(\d+)_(name|on)$")
 OUTPUT_KNOBS = ("output", "channel", "layer_prefix", "missing", "cache")
 
-_jobs: Dict[str, Job] = {}  # node's full name -> its running job
+_jobs: Dict[str, BackgroundJob] = {}  # node's full name -> its running job
 _in_knob_changed = False  # True while the plugin itself changes knobs: knob_changed ignores those changes
 
 
@@ -49,16 +49,16 @@ def _fail(node, message: str) -> None:
 
 
 # --- Preview / Track / Cancel ------------------------------------------------------------------------
-def running(node) -> Optional[Job]:
+def running(node) -> Optional[BackgroundJob]:
     job = _jobs.get(node.fullName())
     return job if job is not None and job.thread is not None and job.thread.is_alive() else None
 
 
-def preview(node) -> Optional[Job]:
+def preview(node) -> Optional[BackgroundJob]:
     return _start(node, "preview", int(nuke.frame()))
 
 
-def track(node, direction: str) -> Optional[Job]:
+def track(node, direction: str) -> Optional[BackgroundJob]:
     return _start(node, direction)
 
 
@@ -69,7 +69,7 @@ def cancel(node) -> None:
         _status(node, "cancelling ...")
 
 
-def _start(node, action: str, frame: Optional[int] = None) -> Optional[Job]:
+def _start(node, action: str, frame: Optional[int] = None) -> Optional[BackgroundJob]:
     busy = running(node)
     if busy is not None:
         nuke.message("MatteBridge %s is busy (%s): wait, or press Cancel" % (node.name(), busy.title))
@@ -82,7 +82,7 @@ def _start(node, action: str, frame: Optional[int] = None) -> Optional[Job]:
         _fail(node, str(e))
         return None
     key = node.fullName()
-    job = Job(request, nukehost.NukeHost(), action, frame, on_done=functools.partial(_finished, node, key),
+    job = BackgroundJob(request, nukehost.NukeHost(), action, frame, on_done=functools.partial(_finished, node, key),
               on_progress=functools.partial(_progress, node))
     _jobs[key] = job
     _status(node, job.title + " ...")

@@ -1,4 +1,4 @@
-"""Nuke's image space <-> the wire's (DESIGN.md section 3). Pure Python: no `nuke` import.
+"""Nuke's image space <-> the wire's (docs/architecture.md §3). Pure Python: no `nuke` import.
 
 Nuke: origin at the bottom-left corner of the format, x right, y up, one unit per pixel; the pixel in
 column i, row j covers [i, i+1] x [j, j+1] (its centre is i+.5, j+.5). The format is the display window,

@@ -105,7 +105,7 @@ def _on_main(host: Host, fn, *args):
     return value
 
 
-class Job:
+class BackgroundJob:
     """One Preview (action "preview", with `frame`) or Track (action forward | backward | both)."""
 
     def __init__(self, request: JobRequest, host: Host, action: str, frame: Optional[int] = None,
@@ -121,7 +121,7 @@ class Job:
         self.outcome: Optional[Outcome] = None
 
     # --- control (any thread) --------------------------------------------------------------------------
-    def start(self) -> "Job":
+    def start(self) -> "BackgroundJob":
         self.thread = threading.Thread(target=self.run, name=f"mattebridge-{self.action}", daemon=True)
         self.thread.start()
         return self
@@ -170,7 +170,7 @@ class Job:
         return self._cancel.is_set() or bool(task.isCancelled())
 
     def _work(self, task, temp: str) -> Outcome:
-        from mattebridge.core.client import Client
+        from mattebridge.core.wire.client import Client
 
         req = self.request
         if not req.prompts:
@@ -196,7 +196,7 @@ class Job:
     # --- input frames ------------------------------------------------------------------------------------
     def _open(self, client, source: Source, first: int, last: int, task, temp: str, share: float):
         """Render if needed, open the clip on the server, check its geometry against the node's format."""
-        from mattebridge.core.client import ServerError
+        from mattebridge.core.wire.client import ServerError
 
         pattern = source.pattern
         if pattern is None:

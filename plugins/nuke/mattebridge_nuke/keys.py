@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 
 KEY_VERSION = 1
 KINDS = ("forward", "backward", "both-back", "preview")
-DIRECTIONS = ("forward", "backward", "both")
+DIRECTIONS = ("forward", "backward", "both")  # mattebridge.core.wire.vocabulary.DIRECTIONS (a test compares them)
 
 
 def digest(*parts) -> str:

@@ -11,9 +11,11 @@ from typing import List, Optional
 
 import nuke
 
+from .nukehost import DEFAULT_ADDRESS
+
 PLUGIN_VERSION = "1"
 DEFAULT_CACHE = "[file dirname [value root.name]]/mattebridge/[value this.name]"
-EDGE_MODES = ["soft", "raw", "hard"]
+EDGE_MODES = ["soft", "raw", "hard"]  # mattebridge.core.wire.vocabulary.EDGE_MODES (a test compares them)
 OUTPUTS = ["channel", "layer per object"]
 MISSING = ["black", "error"]
 POINTS_PER_KIND = 6  # point knobs per object and kind (shown one by one with "+ point" / "- point")
@@ -70,7 +72,7 @@ def build(node) -> None:
     node.addKnob(version)
 
     server = nuke.String_Knob("server", "server")
-    server.setValue("tcp://127.0.0.1:5557")
+    server.setValue(DEFAULT_ADDRESS)
     server.setTooltip("address of `mattebridge serve` (it must see the same files as this machine)")
     node.addKnob(server)
     model = nuke.String_Knob("model", "model")

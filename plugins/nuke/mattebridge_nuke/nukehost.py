@@ -14,7 +14,7 @@ from . import sources
 from .jobs import Host, JobError, JobRequest, Source
 from .prompts import ObjectKnobs, PointKnob, canonical
 
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"  # mattebridge.core.client.DEFAULT_ADDRESS, without importing it here
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"  # mattebridge.core.wire.vocabulary.DEFAULT_ADDRESS (a test compares them)
 # knobs that say nothing about pixels: where a node sits, how it looks, its name
 UI_KNOBS = {"xpos", "ypos", "selected", "name", "label", "note_font", "note_font_size", "note_font_color",
             "tile_color", "gl_color", "hide_input", "postage_stamp", "postage_stamp_frame", "dope_sheet", "bookmark",
@@ -24,7 +24,7 @@ SLOT_KNOB = re.compile(r"o(\d+)_name$")
 
 
 class NukeHost(Host):
-    """Job threads reach Nuke through these (Nuke's documented threading calls)."""
+    """Background-job threads reach Nuke through these (Nuke's documented threading calls)."""
 
     def call(self, fn, *args):
         return nuke.executeInMainThreadWithResult(fn, args)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import coords
 
-# The project's one grammar for object names: a copy of mattebridge.core.prompts.OBJECT_NAME (the plugin
+# The project's one grammar for object names: a copy of mattebridge.core.wire.prompts.OBJECT_NAME (the plugin
 # cannot import core in every Nuke); tests/test_nuke_prompts_names.py checks the two are identical.
 OBJECT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 Box = Tuple[float, float, float, float]
@@ -120,7 +120,7 @@ def frame_to_wire(fp: dict, display_height: float) -> dict:
 
 
 def to_wire(prompts: Dict[str, Dict[int, dict]], display_height: float) -> dict:
-    """The prompts JSON of docs/prompts.md, in the wire's coordinates (DESIGN.md section 3)."""
+    """The prompts JSON of docs/prompts.md, in the wire's coordinates (docs/architecture.md §3)."""
     return {
         "version": 1,
         "objects": [

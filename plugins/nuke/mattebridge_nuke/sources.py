@@ -1,6 +1,6 @@
 """Where the server gets the node's input pixels, and what identifies them. Pure Python: no `nuke` import.
 
-Two ways (HOSTS.md, Nuke): the file of the Read feeding the node, when nothing between that Read and the
+Two ways (docs/architecture.md §6, Nuke): the file of the Read feeding the node, when nothing between that Read and the
 node changes the pixels; otherwise the node's own input, rendered by an internal Write to temporary
 float EXRs in the working space. The Nuke side (nukehost.py) gathers knob values into the dicts these
 functions take.

@@ -6,10 +6,12 @@ import os
 import sys
 import time
 
-from . import __version__
-from .errors import MatteBridgeError
-from .prompts import DEFAULT_OBJECT, Prompts, parse_numbers, split_frame
-from .sequence import FrameRange
+from mattebridge.core import __version__
+from mattebridge.core.errors import FieldError, MatteBridgeError
+from mattebridge.core.wire.prompts import Prompts, parse_numbers, split_frame
+from mattebridge.core.wire.sequence import FrameRange
+from mattebridge.core.wire.vocabulary import (DEFAULT_ADDRESS, DEFAULT_OBJECT, DIRECTIONS, EDGE_MODES, LAYOUTS,
+                                             MATTE_CHANNELS)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -41,20 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--colorspace", help="plate colour space (default: file metadata, else scene_linear/sRGB)")
     t.add_argument("--ocio", help="OCIO config path or ocio:// URI (default: $OCIO, else ocio://studio-config-latest)")
     t.add_argument("--view", help='display/view the model sees the plate through, "DISPLAY/VIEW"')
-    t.add_argument("--direction", default="both", choices=["forward", "backward", "both"])
-    t.add_argument("--edge", default="soft", choices=["soft", "raw", "hard"],
+    t.add_argument("--direction", default="both", choices=DIRECTIONS)
+    t.add_argument("--edge", default="soft", choices=EDGE_MODES,
                    help="soft: refined against the plate; raw: sigmoid of the model's logits; hard: logits > 0")
     t.add_argument("--fill-holes", type=int, default=0, metavar="PIXELS",
                    help="remove holes and islands up to this area in plate pixels (default 0: off)")
-    t.add_argument("--no-stabilize", dest="stabilize", action="store_false", help="no temporal smoothing of still regions")
-    t.add_argument("--layout", default="files", choices=["files", "layers", "cryptomatte"],
+    t.add_argument("--stabilize", action=argparse.BooleanOptionalAction, default=None,
+                   help="temporal smoothing of still regions (default: on for soft and hard edges, off for raw)")
+    t.add_argument("--layout", default="files", choices=LAYOUTS,
                    help="files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: layers + Cryptomatte")
     t.add_argument("--report", metavar="FILE", help="QC table of frames to check first: FILE.json and FILE.csv")
     t.add_argument("--cutout", metavar="PATTERN", help="also write the plate premultiplied by the matte")
-    t.add_argument("--matte-channels", default="A", choices=["A", "RGBA"],
+    t.add_argument("--matte-channels", default="A", choices=MATTE_CHANNELS,
                    help="A, or RGBA: the matte in R, G, B and A (Blender's Mask modifier, Resolve's Ext Matte)")
     t.add_argument("--force", action="store_true", help="recompute frames already written by the same job")
-    t.add_argument("--server", metavar="ADDR", help="track on a running `mattebridge serve`, e.g. tcp://127.0.0.1:5557")
+    t.add_argument("--server", metavar="ADDR", help=f"track on a running `mattebridge serve`, e.g. {DEFAULT_ADDRESS}")
     t.add_argument("--server-key", metavar="FILE", help="the server's CurveZMQ public key (servers started with --keys)")
     t.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="with --server: seconds without an answer before the server counts as gone (default 10)")
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(s)
 
     pk = sub.add_parser("pick", help="prompt window: click prompts on a plate, see mattes live, track (needs `mattebridge serve`)")
-    from .picker import add_arguments as add_pick_arguments
+    from mattebridge.core.picker import add_arguments as add_pick_arguments
 
     add_pick_arguments(pk)
 
@@ -106,8 +109,9 @@ def prompts_from_args(args, first_frame: int) -> Prompts:
 
 
 def cmd_track(args) -> int:
-    from .progress import ProgressBar
-    from .track import TrackJob, run_track
+    from mattebridge.core.track.progress import ProgressBar
+    from mattebridge.core.track.job import TrackJob
+    from mattebridge.core.track.run import run_track
 
     frames = FrameRange.parse(args.frames)
     job = TrackJob(
@@ -120,7 +124,7 @@ def cmd_track(args) -> int:
     )
     start = time.monotonic()
     if args.server:
-        from .remote import track_on_server
+        from mattebridge.core.track.remote import track_on_server
 
         stats = track_on_server(job, args.server, args.server_key, args.timeout, progress=ProgressBar("track"),
                                 log=lambda s: print(s, file=sys.stderr))
@@ -133,7 +137,7 @@ def cmd_track(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from . import models
+    from mattebridge.core.engine.tracker import models
 
     if args.action == "list":
         for info in models.MODELS.values():
@@ -156,7 +160,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_pick(args) -> int:
-    from .picker import run
+    from mattebridge.core.picker import run
 
     return run(args)
 
@@ -168,9 +172,20 @@ def cmd_keys(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from mattebridge.core.track.demo import run_demo
 
     return run_demo(args)
+
+
+# Wire field -> the command-line flag that sets it, where the names differ ("--" + field otherwise).
+FLAGS = {"channels": "--matte-channels", "pattern": "plate", "fill_holes": "--fill-holes"}
+
+
+def cli_message(e: MatteBridgeError) -> str:
+    """Core errors name the job's fields as the wire does; here each names the flag a user typed."""
+    if isinstance(e, FieldError):
+        return FLAGS.get(e.field, "--" + e.field) + e.detail
+    return str(e)
 
 
 def main(argv=None) -> int:
@@ -183,12 +198,8 @@ def main(argv=None) -> int:
     except MatteBridgeError as e:
         if args.debug:
             raise
-        print(f"mattebridge: error: {e}", file=sys.stderr)
+        print(f"mattebridge: error: {cli_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mattebridge: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,10 +18,10 @@ from typing import Any, Deque, Dict, List, Optional, Sequence
 import numpy as np
 import zmq
 
-from .errors import MatteBridgeError
-from .protocol import IDEMPOTENT, Message, ProtocolError, decode, encode, pack_array, unpack_array
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS
+from mattebridge.core.wire.protocol import IDEMPOTENT, Message, ProtocolError, decode, encode, pack_array, unpack_array
 
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
 # The reason a propagation's stream ends with when the server is stopped (SIGTERM, SIGINT): docs/protocol.md.
 SERVER_SHUTDOWN = "the server is shutting down"
 
@@ -307,7 +307,7 @@ class Clip:
         content: Dict[str, Any] = {"clip": self.id, "frame": int(frame), "geometry": geometry}
         buffers: List[Any] = []
         if transport == "shm" or (transport == "auto" and self.client.same_host()):
-            from .shm import SharedFrames
+            from mattebridge.core.wire.shm import SharedFrames
 
             with self.client._lock:
                 if self.client._shm is None:
@@ -325,7 +325,7 @@ class Clip:
     def prompt(self, frame: int, obj: str = "main", points: Sequence = (), box: Optional[Sequence[float]] = None,
                mask=None, edge: str = "soft") -> Matte:
         """Set `obj`'s prompt on `frame` (all its points, box or mask) and get that frame's matte back.
-        points: (x, y, positive) in display-window pixels (DESIGN.md §3). mask: a path the server can
+        points: (x, y, positive) in display-window pixels (docs/architecture.md §3). mask: a path the server can
         read, or an array over the display window."""
         content: Dict[str, Any] = {"clip": self.id, "frame": int(frame), "object": obj, "edge": edge,
                                    "points": [[float(x), float(y), bool(pos)] for x, y, pos in points],
@@ -348,7 +348,7 @@ class Clip:
 
     def propagate(self, direction: str = "both", out: Optional[str] = None, buffers: bool = False,
                   layout: str = "files", channels: str = "A", edge: str = "soft", fill_holes: int = 0,
-                  stabilize: bool = True, report: Optional[str] = None, cutout: Optional[str] = None,
+                  stabilize: Optional[bool] = None, report: Optional[str] = None, cutout: Optional[str] = None,
                   prompts: Optional[dict] = None, force: bool = False) -> "Propagation":
         absolute = (lambda p: None if p is None else os.path.abspath(p))
         content = {"clip": self.id, "direction": direction, "out": absolute(out), "buffers": buffers,

@@ -5,8 +5,8 @@ import copy
 import os
 from typing import Callable, Optional
 
-from .client import Client
-from .track import TrackJob, TrackStats, check_job
+from mattebridge.core.track.job import TrackJob, TrackStats, check_job
+from mattebridge.core.wire.client import Client
 
 
 def track_on_server(job: TrackJob, address: str, server_key: Optional[str] = None, timeout: float = 10.0,
@@ -22,10 +22,12 @@ def track_on_server(job: TrackJob, address: str, server_key: Optional[str] = Non
     with Client(address, timeout=timeout, server_key=server_key) as client:
         info = client.info
         log(f"server {address}: {info['model']} on {info['device']}, input {info['image_size']}px")
-        clip = client.open_clip(job.plate, str(job.frames), job.layer, job.colorspace, job.ocio, job.view)
+        clip = client.open_clip(job.plate, str(job.frames), layer=job.layer, colorspace=job.colorspace,
+                                ocio=job.ocio, view=job.view)
         log(f"colour {clip.colorspace} -> {clip.display}/{clip.view}")
-        run = clip.propagate(job.direction, job.out, False, job.layout, job.channels, job.edge, job.fill_holes,
-                             job.stabilize, job.report, job.cutout, prompts.to_json(), job.force)
+        run = clip.propagate(direction=job.direction, out=job.out, layout=job.layout, channels=job.channels,
+                             edge=job.edge, fill_holes=job.fill_holes, stabilize=job.stabilize, report=job.report,
+                             cutout=job.cutout, prompts=prompts.to_json(), force=job.force)
         try:
             for result in run:
                 if progress:

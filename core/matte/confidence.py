@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import MatteBridgeError
+from mattebridge.core.errors import MatteBridgeError
 
 
 @dataclass
@@ -44,7 +44,7 @@ def matte_stats(alpha: np.ndarray, origin: Tuple[int, int] = (0, 0)):
     ys, xs = np.nonzero(inside)
     if xs.size == 0:
         return 0.0, None
-    # pixel centres sit at +0.5 (DESIGN.md §3)
+    # pixel centres sit at +0.5 (docs/architecture.md §3)
     return xs.size / inside.size, (float(xs.mean()) + 0.5 + origin[0], float(ys.mean()) + 0.5 + origin[1])
 
 

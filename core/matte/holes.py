@@ -1,7 +1,7 @@
 """Hole filling: small enclosed holes in a matte become solid, small stray islands disappear.
 
 SAM 2.1 does this with `fill_hole_area`, which needs its optional CUDA extension and is otherwise
-skipped (DESIGN.md §5), so we do it ourselves, in numpy. Connected components are found on
+skipped (docs/architecture.md §5), so we do it ourselves, in numpy. Connected components are found on
 scanline runs (a 2K matte has thousands of runs, not millions of pixels) joined by a vectorised
 union-find. Foreground is 8-connected and background 4-connected, the usual complementary pair,
 so a hole touching its surroundings only at a corner is still enclosed.
@@ -12,7 +12,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .boxfilter import dilate
+from mattebridge.core.matte.boxfilter import dilate
 
 
 def _runs(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""SAM 2.1 driven frame by frame with bounded state (DESIGN.md §2, §5).
+"""SAM 2.1 driven frame by frame with bounded state (docs/architecture.md §2, §5).
 
 `sam2`'s SAM2VideoPredictor keeps every frame's image and memory. Here its own methods run on an
 inference state whose `images` is a lazy feed and whose per-frame outputs are pruned to what the model
@@ -9,43 +9,14 @@ sam2's, so results are those of `propagate_in_video` on the same call sequence.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
-from sam2 import sam2_video_predictor
-from sam2.modeling.sam2_base import SAM2Base
 
-# sam2 draws a tqdm bar per propagation; our callers report progress themselves.
-sam2_video_predictor.tqdm = lambda iterable, **kwargs: iterable
-
-# sam2 computes each mask's predicted IoU and drops it; keep it with the frame's output ("iou") so the
-# QC table and the EXR header can carry it. Two thin wrappers: the inner one sees the SAM heads' outputs,
-# the outer one owns the per-frame output dict the predictor stores.
-_ious = threading.local()
-_track_step = SAM2Base._track_step
-_run_single_frame = sam2_video_predictor.SAM2VideoPredictor._run_single_frame_inference
-
-
-def _track_step_keeping_iou(self, *args, **kwargs):
-    out = _track_step(self, *args, **kwargs)
-    _ious.value = out[1][2]  # sam_outputs: (..., ious, ...); (B, M) with M = 1 or 3 candidate masks
-    return out
-
-
-def _run_single_frame_keeping_iou(self, *args, **kwargs):
-    _ious.value = None
-    compact, masks = _run_single_frame(self, *args, **kwargs)
-    ious = _ious.value
-    compact["iou"] = None if ious is None else float(ious.float().max())  # the chosen mask is the best
-    return compact, masks
-
-
-SAM2Base._track_step = _track_step_keeping_iou
-sam2_video_predictor.SAM2VideoPredictor._run_single_frame_inference = _run_single_frame_keeping_iou
+from mattebridge.core.engine import patches
 
 
 @dataclass
@@ -59,7 +30,7 @@ class ObjectPrompt:
 
 
 @dataclass
-class FrameResult:
+class TrackerOutput:
     index: int  # frame index within the clip (0-based)
     logits: Dict[str, np.ndarray]  # object -> (L, L) mask logits over the display window
     scores: Dict[str, float]  # object -> object-presence logit
@@ -68,6 +39,7 @@ class FrameResult:
 
 class StreamingTracker:
     def __init__(self, predictor, images: Sequence, num_frames: int, device=None):
+        patches.install()  # a no-op after load_model; here too for predictors built elsewhere
         self.predictor = predictor
         self.device = torch.device(device) if device is not None else predictor.device
         size = predictor.image_size // 4  # outputs stay at the model's mask resolution
@@ -95,6 +67,15 @@ class StreamingTracker:
         # how far back (in processing order) a frame can reach: memory frames and object pointers
         self.reach = max((p.num_maskmem - 1) * p.memory_temporal_stride_for_eval + 1, p.max_obj_ptrs_in_encoder - 1)
 
+    # --- image features (a frame's encoder output, reusable across clicks on it) --------------------
+    def image_features(self, index: int):
+        """The image encoder's output for frame `index` if this tracker computed it (else None)."""
+        return self.state["cached_features"].get(index)
+
+    def reuse_image_features(self, index: int, features) -> None:
+        """Start from features an earlier tracker computed for frame `index` (same model, same pixels)."""
+        self.state["cached_features"] = {index: features}
+
     # --- compute context -----------------------------------------------------------------------
     @contextlib.contextmanager
     def _compute(self):
@@ -106,7 +87,7 @@ class StreamingTracker:
                 yield
 
     # --- prompts ------------------------------------------------------------------------------
-    def add_prompt(self, index: int, obj: str, prompt: ObjectPrompt) -> FrameResult:
+    def add_prompt(self, index: int, obj: str, prompt: ObjectPrompt) -> TrackerOutput:
         """Prompt `obj` on frame `index`; a frame already tracked takes it as a correction."""
         with self._compute():
             if prompt.mask is not None:
@@ -121,7 +102,7 @@ class StreamingTracker:
                 )
         return self.result(index)
 
-    def result(self, index: int) -> FrameResult:
+    def result(self, index: int) -> TrackerOutput:
         """The latest output of every object on a frame (temporary prompt outputs first)."""
         logits, scores, ious = {}, {}, {}
         for obj, idx in self.state["obj_id_to_idx"].items():
@@ -133,11 +114,11 @@ class StreamingTracker:
                 scores[obj] = float(out["object_score_logits"].float().flatten()[0])
                 if out.get("iou") is not None:
                     ious[obj] = out["iou"]
-        return FrameResult(index, logits, scores, ious)
+        return TrackerOutput(index, logits, scores, ious)
 
     # --- propagation --------------------------------------------------------------------------
     def propagate(self, start: int, stop: int, reverse: bool = False,
-                  corrections: Optional[Dict[int, List[tuple]]] = None) -> Iterator[FrameResult]:
+                  corrections: Optional[Dict[int, List[tuple]]] = None) -> Iterator[TrackerOutput]:
         """Track from `start` to `stop` (inclusive) in one direction, yielding every frame.
 
         `corrections` maps a frame index to [(object, ObjectPrompt), ...]: when the pass reaches that frame
@@ -159,7 +140,7 @@ class StreamingTracker:
                 self.add_prompt(halt, obj, prompt)
             segment_start = halt
 
-    def _pass(self, start: int, stop: int, reverse: bool) -> Iterator[FrameResult]:
+    def _pass(self, start: int, stop: int, reverse: bool) -> Iterator[TrackerOutput]:
         if reverse and start == 0:  # sam2 skips a reverse pass that starts on frame 0
             with self._compute():
                 self.predictor.propagate_in_video_preflight(self.state)

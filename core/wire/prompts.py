@@ -1,6 +1,6 @@
 """Prompts: clicks, boxes and masks per object and frame, and their JSON file (docs/prompts.md).
 
-Coordinates are continuous pixels in the plate's display window, origin top-left, y down (DESIGN.md §3).
+Coordinates are continuous pixels in the plate's display window, origin top-left, y down (docs/architecture.md §3).
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .errors import MatteBridgeError
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.wire.vocabulary import DEFAULT_OBJECT  # noqa: F401 (part of the prompts API)
 
 SCHEMA_VERSION = 1
-DEFAULT_OBJECT = "main"
 # The one grammar for object names (CLI, prompts JSON, wire, plugins): names become file names and EXR
 # layer names, so nothing that can spell a path ('/', '..', a leading '.') or a huge name gets through.
 OBJECT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
@@ -85,6 +85,27 @@ class Prompts:
         if fp.mask is not None:
             raise MatteBridgeError(f"object {obj!r}, frame {frame}: only one mask per object and frame")
         fp.mask = path
+
+    def remove(self, object: Optional[str] = None, frame: Optional[int] = None) -> int:
+        """Remove `object`'s prompts (every object's when None) on `frame` (every frame when None); an object
+        left without frames goes too. Returns how many frame entries went."""
+        removed = 0
+        for name in [object] if object is not None else list(self.objects):
+            per = self.objects.get(name)
+            if per is None:
+                continue
+            for f in [frame] if frame is not None else list(per):
+                removed += per.pop(f, None) is not None
+            if not per:
+                del self.objects[name]
+        return removed
+
+    def prune(self) -> "Prompts":
+        """Drop frame entries that hold nothing (`on` creates them), and objects left without frames."""
+        for name, per in list(self.objects.items()):
+            for f in [f for f, fp in per.items() if not fp.points and fp.box is None and fp.mask is None]:
+                self.remove(name, f)
+        return self
 
     def frames(self) -> List[int]:
         return sorted({f for per in self.objects.values() for f in per})
@@ -172,7 +193,7 @@ class Prompts:
     def load(cls, path: str) -> "Prompts":
         """A prompts file, parsed strictly (protocol.load_json): nested at most MAX_JSON_DEPTH deep (a prompts
         document nests 7), no NaN/Infinity or overflowing numbers; every failure is one line naming the file."""
-        from .protocol import load_json
+        from mattebridge.core.wire.protocol import load_json
 
         limit = 64 << 20  # far beyond any prompts file; bounds what a wrong path (a device, a plate) makes us read
         try:

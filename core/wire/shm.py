@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .protocol import ProtocolError, check_layout
+from mattebridge.core.wire.protocol import ProtocolError, check_layout
 
 
 def _attach(name: str) -> shared_memory.SharedMemory:

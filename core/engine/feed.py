@@ -13,9 +13,9 @@ from typing import Callable, List
 
 import numpy as np
 
-from .colour import DisplayTransform
-from .plate import Plate, to_display
-from .resample import area_resize
+from mattebridge.core.image.colour import DisplayTransform
+from mattebridge.core.image.plate import Plate, to_display
+from mattebridge.core.image.resample import area_resize
 
 # ImageNet statistics the SAM 2 image encoder was trained with
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -29,11 +29,12 @@ def model_view(plate: Plate, size: int, transform: DisplayTransform) -> np.ndarr
 
 
 class ModelFeed:
-    """Sequence of model input tensors (3, S, S) for clip indices 0..N-1."""
+    """Sequence of model input tensors (3, S, S) for clip indices 0..N-1: index i is `frames[i]`, a frame
+    number that `read` turns into its plate."""
 
-    def __init__(self, paths: List[str], read: Callable[[str], Plate], size: int,
+    def __init__(self, frames: List[int], read: Callable[[int], Plate], size: int,
                  transform: DisplayTransform, ahead: int = 4, workers: int = 2):
-        self.paths, self.read, self.size, self.transform = paths, read, size, transform
+        self.frames, self.read, self.size, self.transform = frames, read, size, transform
         self.ahead = ahead
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mattebridge-feed")
         self._jobs: "OrderedDict[int, object]" = OrderedDict()
@@ -42,13 +43,13 @@ class ModelFeed:
         self.seconds = {"read": 0.0, "colour": 0.0}
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.frames)
 
     def _prepare(self, index: int):
         import torch
 
         t0 = time.perf_counter()
-        plate = self.read(self.paths[index])
+        plate = self.read(self.frames[index])
         t1 = time.perf_counter()
         rgb = model_view(plate, self.size, self.transform)
         tensor = torch.from_numpy(np.ascontiguousarray(((rgb - MEAN) / STD).transpose(2, 0, 1)))
@@ -59,13 +60,13 @@ class ModelFeed:
         return tensor
 
     def _submit(self, index: int):
-        if 0 <= index < len(self.paths) and index not in self._jobs:
+        if 0 <= index < len(self.frames) and index not in self._jobs:
             self._jobs[index] = self._pool.submit(self._prepare, index)
             while len(self._jobs) > 2 * self.ahead + 2:  # bounded: forget the oldest
                 self._jobs.popitem(last=False)
 
     def __getitem__(self, index: int):
-        if not 0 <= index < len(self.paths):
+        if not 0 <= index < len(self.frames):
             raise IndexError(index)
         step = 1 if self._last is None or index >= self._last else -1
         self._last = index

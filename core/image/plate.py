@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import MatteBridgeError
+from mattebridge.core.errors import MatteBridgeError
 
 Window = Tuple[int, int, int, int]  # x, y, width, height in OIIO's absolute pixel coordinates
 HALF_MAX = 65504.0

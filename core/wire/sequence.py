@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import MatteBridgeError
+from mattebridge.core.errors import FieldError
 
 _HASHES = re.compile(r"#+|@+")
 _PRINTF = re.compile(r"%(0?)(\d*)d")
@@ -20,11 +20,11 @@ class FrameRange:
         """`1001-1100`, `1001` or negative frames such as `-5--1`."""
         m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", text or "")
         if not m:
-            raise MatteBridgeError(f"--frames: cannot read {text!r}; expected FIRST-LAST, e.g. 1001-1100")
+            raise FieldError("frames", f": cannot read {text!r}; expected FIRST-LAST, e.g. 1001-1100")
         first = int(m.group(1))
         last = int(m.group(2)) if m.group(2) is not None else first
         if last < first:
-            raise MatteBridgeError(f"--frames: range {text!r} is reversed (last frame {last} < first frame {first})")
+            raise FieldError("frames", f": range {text!r} is reversed (last frame {last} < first frame {first})")
         return cls(first, last)
 
     def __len__(self) -> int:

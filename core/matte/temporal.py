@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from .boxfilter import box_mean
-from .errors import MatteBridgeError
+from mattebridge.core.matte.boxfilter import box_mean
+from mattebridge.core.errors import MatteBridgeError
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -5,11 +5,10 @@ import os
 import sys
 
 import numpy as np
-
-from .matte_io import write_matte
-from .plate import Geometry
-from .prompts import Prompts
-from .sequence import FrameRange
+from mattebridge.core.image.matte_io import write_matte
+from mattebridge.core.image.plate import Geometry
+from mattebridge.core.wire.prompts import Prompts
+from mattebridge.core.wire.sequence import FrameRange
 
 FRAMES = FrameRange(1001, 1024)
 WIDTH, HEIGHT = 640, 360
@@ -38,10 +37,12 @@ def write_plate(folder: str) -> str:
 
 
 def run_demo(args) -> int:
-    from .models import download, save_random_checkpoint
-    from .progress import ProgressBar
-    from .track import TrackJob, out_path, run_track
     import OpenImageIO as oiio
+    from mattebridge.core.engine.tracker.models import download, save_random_checkpoint
+    from mattebridge.core.track.job import TrackJob
+    from mattebridge.core.track.outputs import out_path
+    from mattebridge.core.track.progress import ProgressBar
+    from mattebridge.core.track.run import run_track
 
     os.makedirs(args.dir, exist_ok=True)
     plate = write_plate(args.dir)

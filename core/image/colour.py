@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import MatteBridgeError
+from mattebridge.core.errors import FieldError, MatteBridgeError
 
 BUILTIN_CONFIG = "ocio://studio-config-latest"
 # Names an 8-bit file without colour metadata is tried as, in order (OIIO's interop id first).
@@ -67,8 +67,8 @@ def resolve_colorspace(config, explicit: Optional[str], file_colorspace: str, is
     if explicit:
         cs = config.getColorSpace(explicit)
         if cs is None:
-            raise MatteBridgeError(
-                f"--colorspace {explicit!r} is not in the OCIO config {source}; colour spaces: {', '.join(_names(config))}")
+            raise FieldError("colorspace", f" {explicit!r} is not in the OCIO config {source}; colour spaces: "
+                                           f"{', '.join(_names(config))}")
         return cs.getName()
     if file_colorspace and config.getColorSpace(file_colorspace) is not None:
         return config.getColorSpace(file_colorspace).getName()
@@ -78,7 +78,7 @@ def resolve_colorspace(config, explicit: Optional[str], file_colorspace: str, is
         if cs is not None:
             return cs.getName()
     kind = "a scene_linear role" if is_float else "an sRGB colour space"
-    raise MatteBridgeError(f"OCIO config {source} has no {kind}; give the plate's colour space with --colorspace")
+    raise MatteBridgeError(f"OCIO config {source} has no {kind}; give the plate's colour space (--colorspace; on the wire: colorspace)")
 
 
 def resolve_view(config, view: Optional[str], source: str):
@@ -89,12 +89,12 @@ def resolve_view(config, view: Optional[str], source: str):
         return display, config.getDefaultView(display)
     display, sep, name = view.partition("/")
     if not sep:
-        raise MatteBridgeError(f"--view {view!r}: expected \"DISPLAY/VIEW\", e.g. \"{displays[0]}/{config.getDefaultView(displays[0])}\"")
+        raise FieldError("view", f" {view!r}: expected \"DISPLAY/VIEW\", e.g. \"{displays[0]}/{config.getDefaultView(displays[0])}\"")
     if display not in displays:
-        raise MatteBridgeError(f"--view: display {display!r} is not in {source}; displays: {', '.join(displays)}")
+        raise FieldError("view", f": display {display!r} is not in {source}; displays: {', '.join(displays)}")
     views = list(config.getViews(display))
     if name not in views:
-        raise MatteBridgeError(f"--view: view {name!r} is not on display {display!r}; views: {', '.join(views)}")
+        raise FieldError("view", f": view {name!r} is not on display {display!r}; views: {', '.join(views)}")
     return display, name
 
 

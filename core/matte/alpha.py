@@ -1,12 +1,11 @@
-"""Model logits -> alpha over a frame's data window (DESIGN.md §2, alpha post)."""
+"""Model logits -> alpha over a frame's data window (docs/architecture.md §2, alpha post)."""
 from __future__ import annotations
 
 import numpy as np
 
-from .plate import Geometry
-from .resample import upsample_to_window
+from mattebridge.core.image.plate import Geometry
+from mattebridge.core.image.resample import upsample_to_window
 
-EDGE_MODES = ("soft", "raw", "hard")
 
 
 def logits_over_data_window(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
@@ -28,7 +27,7 @@ def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw",
         return (up > 0).astype(np.float32)
     alpha = (1.0 / (1.0 + np.exp(-np.clip(up, -60, 60)))).astype(np.float32)
     if edge == "soft":
-        from .refine import refine_alpha
+        from mattebridge.core.matte.refine import refine_alpha
 
         cell = max(1, round(max(geometry.display[2], geometry.display[3]) / logits.shape[0]))
         alpha = refine_alpha(alpha, guide, radius=cell, band=cell, device=device)

@@ -1,4 +1,4 @@
-"""Cryptomatte (spec v1.2, HOSTS.md): several objects' alphas as id/coverage ranks in one EXR.
+"""Cryptomatte (spec v1.2, docs/cryptomatte.md): several objects' alphas as id/coverage ranks in one EXR.
 
 Nuke 13+, Blender's compositor and Fusion decode these; each tracked object becomes one id.
 """
@@ -10,7 +10,7 @@ from typing import Dict, Iterable, Mapping, Optional
 
 import numpy as np
 
-from .errors import MatteBridgeError
+from mattebridge.core.errors import MatteBridgeError
 
 _M32 = 0xFFFFFFFF
 

@@ -8,8 +8,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from .errors import MatteBridgeError
-from .plate import Geometry, channel_names, lenient_text, library_error, printable_line
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.image.plate import Geometry, channel_names, lenient_text, library_error, printable_line
 
 METADATA_PREFIX = "mattebridge/"
 

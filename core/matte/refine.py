@@ -11,8 +11,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .boxfilter import box_mean, box_sum, dilate
-from .errors import MatteBridgeError
+from mattebridge.core.matte.boxfilter import box_mean, box_sum, dilate
+from mattebridge.core.errors import MatteBridgeError
 
 
 def compress_guide(guide: np.ndarray) -> np.ndarray:

@@ -11,10 +11,11 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import MatteBridgeError
+from mattebridge.core.engine import patches
+from mattebridge.core.errors import MatteBridgeError
 
 META_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
-# Corrections stay in force (DESIGN.md §5), and attention over conditioning frames stays bounded.
+# Corrections stay in force (docs/architecture.md §5), and attention over conditioning frames stays bounded.
 MAX_COND_FRAMES_IN_ATTN = 8
 
 
@@ -152,23 +153,11 @@ def build_model(config: str, image_size: Optional[int] = None, device="cpu"):
         if image_size % 32 or image_size < 64:
             raise MatteBridgeError(f"--image-size {image_size}: must be a multiple of 32, at least 64")
         overrides.append(f"++model.image_size={image_size}")
+    patches.install()
     predictor = build_sam2_video_predictor(config_path(config), None, device="cpu", hydra_overrides_extra=overrides)
     predictor.fill_hole_area = 0  # needs sam2._C; mattebridge fills holes itself
-    _attend_in_model_dtype(predictor.memory_attention)
+    patches.attend_in_model_dtype(predictor)
     return predictor.to(device)
-
-
-def _attend_in_model_dtype(attention) -> None:
-    """sam2 stores memories in bf16; without CUDA autocast, memory attention must get them in the
-    dtype of the current frame's features (a frame whose memory holds no object pointer fails otherwise)."""
-    forward = attention.forward
-
-    def cast_forward(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
-        dtype = (curr[0] if isinstance(curr, list) else curr).dtype
-        memory_pos = None if memory_pos is None else memory_pos.to(dtype)
-        return forward(curr, memory.to(dtype), curr_pos, memory_pos, num_obj_ptr_tokens)
-
-    attention.forward = cast_forward
 
 
 def load_checkpoint(predictor, path: str) -> None:

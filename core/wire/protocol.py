@@ -1,4 +1,4 @@
-"""The wire between `mattebridge serve` and its clients (docs/protocol.md; DESIGN.md §4).
+"""The wire between `mattebridge serve` and its clients (docs/protocol.md; docs/architecture.md §4).
 
 A message is multipart: [TAG, header JSON, content JSON, buffer, ...]. The header carries msg_id,
 msg_type, version, session and, for replies, parent_id. Buffers are raw C-contiguous arrays described in
@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import MatteBridgeError
+from mattebridge.core.errors import MatteBridgeError
 
 TAG = b"mattebridge"
 VERSION = 1

@@ -1,0 +1,1 @@
+"""`mattebridge`: the command line, above the core library and the server."""

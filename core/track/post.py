@@ -1,0 +1,144 @@
+"""Matte post: logits -> mattes on disk (stabilise, fill holes, edge mode, layout, QC, cut-outs)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+from mattebridge.core.image.matte_io import write_matte
+from mattebridge.core.image.plate import (
+    Geometry,
+)
+from mattebridge.core.matte.alpha import alpha_from_logits
+from mattebridge.core.track.clip import PreparedClip
+from mattebridge.core.track.job import TrackJob, smooths
+from mattebridge.core.track.outputs import OutputFiles, matte_paths, report_paths
+from mattebridge.core.wire.sequence import frame_path
+
+
+@dataclass
+class FrameOutcome:
+    frame: int
+    paths: Dict[str, str]  # object (or "*" for one file holding every object) -> matte file
+    mattes: Optional[Dict[str, np.ndarray]] = None  # object -> alpha over the data window, when kept
+    scores: Dict[str, float] = field(default_factory=dict)
+    ious: Dict[str, float] = field(default_factory=dict)
+    skipped: bool = False  # already on disk from the same job (resumed)
+
+
+class MattePost:
+    """Logits -> mattes on disk: stabilise, fill holes, edge mode, layout, QC and cut-outs."""
+
+    def __init__(self, job: TrackJob, grid: int, clip: PreparedClip, device, files: OutputFiles,
+                 metadata: Dict[str, object]):
+        from mattebridge.core.matte.confidence import QCReport
+        from mattebridge.core.matte.temporal import TemporalSmoother
+
+        self.job, self.grid, self.clip, self.device, self.metadata = job, grid, clip, device, metadata
+        self.files = files
+        self.smoothers = {o: TemporalSmoother(logits=True, radius=1) for o in job.prompts.objects}
+        self.report = QCReport() if job.report else None
+
+    def new_pass(self) -> None:
+        for smoother in self.smoothers.values():
+            smoother.reset()
+
+    def paths(self, frame: int) -> Dict[str, str]:
+        """The frame's matte files, resolved and checked as they are about to be opened."""
+        return {key: self.files.path(p, "out") for key, p in matte_paths(self.job, frame).items()}
+
+    def _logits(self, obj: str, result, geometry: Geometry) -> Optional[np.ndarray]:
+        from mattebridge.core.matte.holes import fill_holes_logits
+
+        if result is None or obj not in result.logits:
+            return None
+        logits = result.logits[obj]
+        if smooths(self.job):
+            logits = self.smoothers[obj](logits)
+        if self.job.fill_holes:
+            w, h = geometry.display_size
+            cells = int(self.job.fill_holes * self.grid * self.grid / (w * h))
+            if cells > 0:
+                logits = fill_holes_logits(logits, cells)
+        return logits
+
+    def observe(self, frame: int, result) -> None:
+        """A frame computed but not written (resumed): only the temporal state moves on."""
+        if result is not None and smooths(self.job):
+            for obj in self.job.prompts.objects:
+                if obj in result.logits:
+                    self.smoothers[obj](result.logits[obj])
+
+    def reuse(self, frame: int, keep_mattes: bool = False) -> "FrameOutcome":
+        """A frame already on disk: its outcome (QC record, mattes when kept) from the files."""
+        from mattebridge.core.image.matte_io import read_channels, read_metadata
+
+        paths = self.paths(frame)
+        first = read_metadata(next(iter(paths.values())))
+        scores = {o: float(v) for o, v in json.loads(first.get("objectScores", "{}")).items()}
+        ious = {o: float(v) for o, v in json.loads(first.get("objectIoUs", "{}")).items()}
+        mattes = {}
+        if self.report is not None or keep_mattes:
+            geometry = self.clip.geometry[frame]
+            for obj in self.job.prompts.objects:
+                path = paths.get(obj) or paths["*"]
+                mattes[obj] = read_channels(path, ["A" if obj in paths else f"{obj}.A"])[..., 0]
+                if self.report is not None:
+                    self.report.add(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2],
+                                    ious.get(obj))
+        return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious, skipped=True)
+
+    def write(self, frame: int, result, keep_mattes: bool = False) -> "FrameOutcome":
+        from mattebridge.core.image.cryptomatte import (
+            cryptomatte_channels,
+            cryptomatte_metadata,
+        )
+
+        job, geometry = self.job, self.clip.geometry[frame]
+        plate = self.clip.read(frame) if job.edge == "soft" or job.cutout else None
+        mattes, scores, ious = {}, {}, {}
+        for obj in job.prompts.objects:
+            logits = self._logits(obj, result, geometry)
+            if logits is None:
+                mattes[obj] = np.zeros((geometry.data[3], geometry.data[2]), np.float32)
+            else:
+                mattes[obj] = alpha_from_logits(logits, geometry, job.edge, plate.pixels if plate else None, self.device)
+                if job.layout != "cryptomatte":  # stored as half: QC and buffers see exactly what the file holds
+                    mattes[obj] = mattes[obj].astype(np.float16).astype(np.float32)
+                scores[obj] = round(result.scores[obj], 4)
+                if result.ious and obj in result.ious:
+                    ious[obj] = round(result.ious[obj], 4)
+            if self.report is not None:
+                self.report.add(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2], ious.get(obj))
+        meta = dict(self.metadata, frame=str(frame), tracked=str(result is not None).lower(),
+                    plateStamp=self.clip.stamp(frame), objectScores=scores, objectIoUs=ious)
+        paths = self.paths(frame) if job.out else {}
+        if job.out and job.layout == "files":
+            for obj, alpha in mattes.items():
+                extra = {"object": obj}
+                if obj in scores:
+                    extra["objectScore"] = f"{scores[obj]:.4f}"
+                if obj in ious:
+                    extra["objectIoU"] = f"{ious[obj]:.4f}"
+                channels = {c: alpha for c in job.channels}
+                write_matte(paths[obj], channels, geometry, dict(meta, **extra))
+        elif job.out:
+            channels = {f"{obj}.A": alpha for obj, alpha in mattes.items()}
+            standard, pixel_type = {}, "half"
+            if job.layout == "cryptomatte":  # ids must be float32 and lossless
+                channels.update(cryptomatte_channels("CryptoObject", mattes))
+                standard, pixel_type = cryptomatte_metadata("CryptoObject", list(mattes)), "float"
+            write_matte(paths["*"], channels, geometry, meta, pixel_type, standard)
+        if job.cutout:
+            coverage = np.clip(sum(mattes.values()), 0, 1)
+            rgb = plate.pixels * coverage[..., None]  # the plate's own colour space, untouched otherwise
+            write_matte(self.files.path(frame_path(job.cutout, frame), "cutout"),
+                        {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "A": coverage}, geometry, meta)
+        return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious)
+
+    def finish(self) -> None:
+        if self.report is not None:
+            json_path, csv_path = report_paths(self.job)
+            self.report.write_json(self.files.path(json_path, "report"))
+            self.report.write_csv(self.files.path(csv_path, "report"))

@@ -1,0 +1,197 @@
+"""The run: a job on a prepared clip and a loaded model, frame by frame (resume, passes, corrections)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Callable, List, Optional
+
+from mattebridge.core import __version__
+from mattebridge.core.paths import UNCONFINED, InputSet, PathPolicy
+from mattebridge.core.track.clip import PreparedClip, engine_prompts, prepare_clip
+from mattebridge.core.track.job import TrackJob, TrackStats, check_job, smooths
+from mattebridge.core.track.outputs import (
+    OutputFiles,
+    check_outputs,
+    remove_stale_temps,
+)
+from mattebridge.core.track.post import FrameOutcome, MattePost
+from mattebridge.core.wire.prompts import Prompts
+from mattebridge.core.wire.sequence import FrameRange, frame_path
+
+
+def plan_passes(prompts: Prompts, frames: FrameRange, direction: str):
+    """[(start, stop, reverse, first prompts, corrections)] in clip indices.
+
+    Each object's first prompt in a pass's order starts it off; its later prompts are corrections,
+    applied when the pass reaches their frame (they stay in force from there on).
+    """
+    forward = direction != "backward"
+    firsts, later = {}, {}
+    for obj, per in prompts.objects.items():
+        order = sorted(per, reverse=not forward)
+        firsts[obj] = order[0]
+        for f in order[1:]:
+            later.setdefault(f - frames.first, []).append(obj)
+    start = (min if forward else max)(firsts.values()) - frames.first
+    passes = [(start, len(frames) - 1 if forward else 0, not forward)]
+    if direction == "both":
+        passes.append((start, 0, True))
+    return firsts, later, passes
+
+
+def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]] = None,
+              log: Callable[[str], None] = lambda s: None) -> TrackStats:
+    from mattebridge.core.engine.tracker.models import load_model
+
+    check_job(job)
+    clip = prepare_clip(job.plate, job.frames, layer=job.layer, colorspace=job.colorspace, ocio=job.ocio, view=job.view)
+    job.prompts.check(job.frames, lambda frame: clip.geometry[frame].display_size)
+    inputs = check_outputs(job, clip)  # before the model loads: a bad --out fails at once, not after a minute
+    model = load_model(job.model, checkpoint=job.checkpoint, config=job.model_config, image_size=job.image_size,
+                       device=job.device)
+    log(f"model {model.name} on {model.device}, input {model.predictor.image_size}px; "
+        f"colour {clip.transform.colorspace} -> {clip.transform.display}/{clip.transform.view}")
+    run = TrackRun(job, clip, model, inputs=inputs)
+    for outcome in run:
+        if progress:
+            progress(run.stats.frames_written + run.stats.frames_skipped, len(job.frames), outcome.frame)
+    return run.stats
+
+
+class TrackRun:
+    """One job on a prepared clip and a loaded model, as an iterator of per-frame outcomes.
+
+    Stepping it frame by frame is what lets the server take interactive work between frames; closing
+    it early (cancel) leaves only complete files. Frames already written by the same job (same plate,
+    prompts, model and settings: the EXR header says) are not rewritten unless `job.force`; a pass
+    stops early once the rest of it is on disk and no later pass needs its memory.
+    """
+
+    def __init__(self, job: TrackJob, clip: PreparedClip, model, keep_mattes: bool = False,
+                 paths: PathPolicy = UNCONFINED, inputs: Optional[InputSet] = None):
+        self.job, self.clip, self.model, self.keep_mattes, self.paths = job, clip, model, keep_mattes, paths
+        self.stats = TrackStats()
+        self.key = job_key(job, clip, model)
+        files = OutputFiles(paths, inputs or check_outputs(job, clip, paths))
+        self.post = MattePost(job, grid=model.predictor.image_size // 4, clip=clip, device=refine_device(model.device),
+                              files=files, metadata={
+            "version": __version__, "model": model.name, "checkpointSHA256": model.sha256,
+            "prompts": job.prompts.to_json(), "edge": job.edge, "plate": clip.source,
+            "layer": job.layer or "", "jobKey": self.key, **clip.transform.describe(),
+        })
+        self._steps = self._run()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> FrameOutcome:
+        return next(self._steps)
+
+    def close(self) -> None:
+        self._steps.close()
+
+    def outputs(self, frame: int) -> List[str]:
+        """The frame's output files, resolved and checked."""
+        job = self.job
+        paths = list(self.post.paths(frame).values()) if job.out else []
+        return paths + ([self.post.files.path(frame_path(job.cutout, frame), "cutout")] if job.cutout else [])
+
+    def _done(self, frame: int) -> bool:
+        from mattebridge.core.image.matte_io import read_metadata
+
+        outputs = self.outputs(frame)
+        if self.job.force or not outputs:
+            return False
+        stamp = self.clip.stamp(frame)
+        for path in outputs:
+            meta = read_metadata(path) if os.path.exists(path) else {}
+            if meta.get("jobKey") != self.key or meta.get("plateStamp") != stamp:
+                return False
+        return True
+
+    def _run(self):
+        from mattebridge.core.engine.tracker.feed import ModelFeed
+        from mattebridge.core.engine.tracker.tracker import StreamingTracker
+
+        job, frames = self.job, self.job.frames
+        remove_stale_temps([p for f in frames for p in self.outputs(f)])
+        done = {i for i, f in enumerate(frames) if self._done(f)}
+        firsts, later, passes = plan_passes(job.prompts, frames, job.direction)
+        handled = set()
+
+        def finish(index, result):
+            frame = frames.first + index
+            t0 = time.perf_counter()
+            if index in done:
+                self.post.observe(frame, result)  # keeps temporal smoothing exact; the file is already there
+                outcome = self.post.reuse(frame, self.keep_mattes)
+                self.stats.frames_skipped += 1
+            else:
+                outcome = self.post.write(frame, result, self.keep_mattes)
+                self.stats.frames_written += 1
+            self.stats.seconds["write"] += time.perf_counter() - t0
+            handled.add(index)
+            return outcome
+
+        if len(done) == len(frames):  # everything is on disk: no model work at all
+            for index in range(len(frames)):
+                yield finish(index, None)
+            self.post.finish()
+            return
+
+        per_frame = engine_prompts(job.prompts, self.clip.geometry, self.paths)
+        feed = ModelFeed(list(frames), self.clip.read, self.model.predictor.image_size, self.clip.transform)
+        tracker = StreamingTracker(self.model.predictor, feed, len(frames), self.model.device)
+        try:
+            t0 = time.perf_counter()
+            for obj, frame in firsts.items():  # each object's starting prompt, before any tracking
+                for o, prompt in per_frame[frame]:
+                    if o == obj:
+                        tracker.add_prompt(frame - frames.first, obj, prompt)
+            corrections = {i: [(o, p) for o, p in per_frame[i + frames.first] if o in objs] for i, objs in later.items()}
+            for n, (start, stop, reverse) in enumerate(passes):
+                later_passes_done = all(done.issuperset(_span(s, e)) for s, e, _ in passes[n + 1:])
+                if later_passes_done and done.issuperset(_span(start, stop)):
+                    continue
+                self.post.new_pass()
+                for result in tracker.propagate(start, stop, reverse, corrections):
+                    self.stats.seconds["engine"] += time.perf_counter() - t0
+                    if result.index not in handled:
+                        yield finish(result.index, result)
+                    # the rest of this pass is on disk, and later passes no longer reach back here
+                    rest = _span(result.index + (-1 if reverse else 1), stop) if result.index != stop else set()
+                    if done.issuperset(rest) and (later_passes_done or abs(result.index - start) >= tracker.reach):
+                        break
+                    t0 = time.perf_counter()
+                t0 = time.perf_counter()
+            for index in range(len(frames)):  # frames no pass reached (before a forward start, ...)
+                if index not in handled:
+                    yield finish(index, None)
+            self.post.finish()
+        finally:
+            feed.close()
+            self.stats.seconds["read"] = feed.seconds["read"]
+            self.stats.seconds["colour"] = feed.seconds["colour"]
+
+
+def refine_device(device):
+    """Where soft edges are refined: the model's CUDA device when it has one, else numpy on the CPU."""
+    return device if getattr(device, "type", None) == "cuda" else None
+
+
+def _span(a: int, b: int) -> set:
+    return set(range(min(a, b), max(a, b) + 1))
+
+
+def job_key(job: TrackJob, clip: PreparedClip, model) -> str:
+    """What produced a matte, hashed: a file with the same key (and plate stamp) need not be redone."""
+    doc = {
+        "version": __version__, "plate": clip.source, "frames": str(job.frames), "layer": job.layer,
+        "prompts": job.prompts.to_json(), "model": model.name, "sha256": model.sha256,
+        "imageSize": model.predictor.image_size, "direction": job.direction, "edge": job.edge,
+        "fillHoles": job.fill_holes, "stabilize": smooths(job), "layout": job.layout, "channels": job.channels,
+        "cutout": bool(job.cutout), "colour": clip.transform.describe(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
