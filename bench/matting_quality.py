@@ -11,6 +11,7 @@ Gaussian-derivative gradients (sigma 1.4).
 
 Run: python bench/matting_quality.py
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,8 +19,8 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from mattebridge.core.matte.refine import refine_alpha
 from mattebridge.core.image.resample import area_resize, upsample_to_window
+from mattebridge.core.matte.refine import refine_alpha
 from mattebridge.core.matte.temporal import TemporalSmoother
 
 SIZE = 512  # plate is SIZE x SIZE
@@ -125,9 +126,9 @@ def _gauss_gradient(a: np.ndarray, sigma: float = 1.4) -> np.ndarray:
     """|grad a| with Gaussian-derivative filters (separable, edges replicated)."""
     r = int(np.ceil(3 * sigma))
     x = np.arange(-r, r + 1, dtype=np.float64)
-    g = np.exp(-x ** 2 / (2 * sigma ** 2))
+    g = np.exp(-(x**2) / (2 * sigma**2))
     g /= g.sum()
-    dg = -x * g / sigma ** 2
+    dg = -x * g / sigma**2
 
     def conv(img, k, axis):
         pad = [(0, 0), (0, 0)]
@@ -145,7 +146,7 @@ def _gauss_gradient(a: np.ndarray, sigma: float = 1.4) -> np.ndarray:
 def metrics(a: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
     diff = a.astype(np.float64) - gt
     grad = np.sum((_gauss_gradient(a) - _gauss_gradient(gt)) ** 2)
-    return {"SAD": float(np.abs(diff).sum() / 1000), "MSE": float(np.mean(diff ** 2)), "Grad": float(grad / 1000)}
+    return {"SAD": float(np.abs(diff).sum() / 1000), "MSE": float(np.mean(diff**2)), "Grad": float(grad / 1000)}
 
 
 # --- the benchmarks ----------------------------------------------------------------------------
@@ -230,8 +231,10 @@ def temporal_table(frames: int = 24, seed: int = 0, speeds=(1.0, 4.0)) -> Tuple[
 
 def main(argv=None) -> int:
     rows, means = matting_table()
-    print(f"## Edge modes ({SIZE}x{SIZE} plates, model grid {SIZE // CELL}x{SIZE // CELL}, "
-          f"logits {LOGIT_SCALE:g}*(coverage-0.5) + N(0, {LOGIT_NOISE:g}))\n")
+    print(
+        f"## Edge modes ({SIZE}x{SIZE} plates, model grid {SIZE // CELL}x{SIZE // CELL}, "
+        f"logits {LOGIT_SCALE:g}*(coverage-0.5) + N(0, {LOGIT_NOISE:g}))\n"
+    )
     print("\n".join(rows))
     wins = all(means["soft"][k] < means["raw"][k] for k in ("SAD", "MSE", "Grad"))
     print(f"\nsoft beats raw on SAD, MSE and Grad (means): {'yes' if wins else 'NO'}\n")

@@ -10,6 +10,7 @@
    a 1920x1080 clip, with the server idle and with another client's propagation running.
 Prints markdown rows for bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,26 @@ def start_server(args, folder):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    model = ["--checkpoint", args.checkpoint, "--model-config", "sam2.1_hiera_t"] if args.checkpoint else ["--model", args.model]
-    cmd = [sys.executable, "-m", "mattebridge.cli.main", "serve", "--bind", address, "--allow-root", folder,
-           "--log-level", "warning", "--device", args.device, *model]
+    model = (
+        ["--checkpoint", args.checkpoint, "--model-config", "sam2.1_hiera_t"]
+        if args.checkpoint
+        else ["--model", args.model]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "mattebridge.cli.main",
+        "serve",
+        "--bind",
+        address,
+        "--allow-root",
+        folder,
+        "--log-level",
+        "warning",
+        "--device",
+        args.device,
+        *model,
+    ]
     if args.image_size:
         cmd += ["--image-size", str(args.image_size)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
@@ -62,9 +80,9 @@ def main() -> int:
     p.add_argument("--clicks", type=int, default=20)
     args = p.parse_args()
 
-    from mattebridge.core.wire.client import Client
     from mattebridge.core.engine.tracker.models import model_path, save_random_checkpoint
     from mattebridge.core.image.plate import read_plate
+    from mattebridge.core.wire.client import Client
 
     folder = tempfile.mkdtemp(prefix="mattebridge-server-bench-")
     if not args.checkpoint and not os.path.exists(model_path(args.model)):
@@ -103,8 +121,10 @@ def main() -> int:
                 engine = run.summary["seconds"]["engine"] / 10
                 clip.close()
                 ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
-                print(f"| {width}x{height} half RGB ({pixels.nbytes / 2 ** 20:.0f} MiB) | {ms['path']:.1f} ms | "
-                      f"{ms['shm']:.1f} ms | {ms['inline']:.1f} ms | {1000 * engine:.0f} ms |")
+                print(
+                    f"| {width}x{height} half RGB ({pixels.nbytes / 2**20:.0f} MiB) | {ms['path']:.1f} ms | "
+                    f"{ms['shm']:.1f} ms | {ms['inline']:.1f} ms | {1000 * engine:.0f} ms |"
+                )
 
             pattern = os.path.join(folder, "1920x1080", "plate.####.exr")
             clicks = [1002 + (i % 28) for i in range(args.clicks)]
@@ -127,9 +147,17 @@ def main() -> int:
                 with Client(address, timeout=120) as c:
                     clip = c.open_clip(pattern, "1001-1030", colorspace="ACEScg")
                     while not stop.is_set():
-                        run = clip.propagate(direction="forward", buffers=True, force=True, prompts={
-                            "version": 1, "objects": [{"name": "bg", "frames": [
-                                {"frame": 1001, "points": [{"x": 300, "y": 500}]}]}]})
+                        run = clip.propagate(
+                            direction="forward",
+                            buffers=True,
+                            force=True,
+                            prompts={
+                                "version": 1,
+                                "objects": [
+                                    {"name": "bg", "frames": [{"frame": 1001, "points": [{"x": 300, "y": 500}]}]}
+                                ],
+                            },
+                        )
                         for _ in run:
                             if stop.is_set():
                                 run.cancel()

@@ -7,6 +7,7 @@ Plates are the real bedroom footage (tests/data/bedroom) as ACEScg EXRs, looped 
 optionally resized (--width/--height, e.g. 1920x1080). Each length runs in its own process so peak RSS
 is that run's alone. Prints a markdown row per run for bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,10 @@ def make_plate(folder: str, count: int, width: int, height: int) -> str:
 
 def one_run(args) -> dict:
     from mattebridge.core.engine.tracker.models import save_random_checkpoint
-    from mattebridge.core.wire.prompts import Prompts
-    from mattebridge.core.wire.sequence import FrameRange
     from mattebridge.core.track.job import TrackJob
     from mattebridge.core.track.run import run_track
+    from mattebridge.core.wire.prompts import Prompts
+    from mattebridge.core.wire.sequence import FrameRange
 
     with tempfile.TemporaryDirectory() as tmp:
         plate = make_plate(tmp, args.count, args.width, args.height)
@@ -56,16 +57,29 @@ def one_run(args) -> dict:
             checkpoint, config = save_random_checkpoint(os.path.join(tmp, "random.pt")), "sam2.1_hiera_t"
         prompts = Prompts()
         prompts.add_point("child", 1001, 0.31 * args.width, 0.55 * args.height)
-        job = TrackJob(plate=plate, frames=FrameRange(1001, 1000 + args.count), prompts=prompts,
-                       out=os.path.join(tmp, "out", "m.####.exr"), colorspace="ACEScg", direction="forward",
-                       model=args.model or "sam2.1_hiera_tiny", checkpoint=checkpoint, model_config=config,
-                       image_size=args.image_size, device=args.device)
+        job = TrackJob(
+            plate=plate,
+            frames=FrameRange(1001, 1000 + args.count),
+            prompts=prompts,
+            out=os.path.join(tmp, "out", "m.####.exr"),
+            colorspace="ACEScg",
+            direction="forward",
+            model=args.model or "sam2.1_hiera_tiny",
+            checkpoint=checkpoint,
+            model_config=config,
+            image_size=args.image_size,
+            device=args.device,
+        )
         start = time.perf_counter()
         stats = run_track(job)
         wall = time.perf_counter() - start
     per_frame = {k: 1000 * v / args.count for k, v in stats.seconds.items()}
-    return {"frames": args.count, "wall_s": wall, "ms_per_frame": per_frame,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "frames": args.count,
+        "wall_s": wall,
+        "ms_per_frame": per_frame,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -81,19 +95,40 @@ def main() -> None:
     if args.count:
         print(json.dumps(one_run(args)))
         return
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}")
-    print("| frames | plate | model | size | device | read ms/f | colour ms/f | engine ms/f | write ms/f | wall s | peak RSS MiB |")
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
+    )
+    print(
+        "| frames | plate | model | size | device | read ms/f | colour ms/f | engine ms/f | write ms/f | wall s "
+        "| peak RSS MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for count in args.frames:
-        cmd = [sys.executable, __file__, "--count", str(count), "--width", str(args.width), "--height",
-               str(args.height), "--device", args.device] + (["--model", args.model] if args.model else []) + \
-              (["--image-size", str(args.image_size)] if args.image_size else [])
+        cmd = (
+            [
+                sys.executable,
+                __file__,
+                "--count",
+                str(count),
+                "--width",
+                str(args.width),
+                "--height",
+                str(args.height),
+                "--device",
+                args.device,
+            ]
+            + (["--model", args.model] if args.model else [])
+            + (["--image-size", str(args.image_size)] if args.image_size else [])
+        )
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         ms = r["ms_per_frame"]
-        print(f"| {count} | {args.width}x{args.height} | {args.model or 'random tiny'} | {args.image_size or 1024} | "
-              f"{args.device} | {ms['read']:.1f} | {ms['colour']:.1f} | {ms['engine']:.1f} | {ms['write']:.1f} | "
-              f"{r['wall_s']:.1f} | {r['peak_rss_mib']:.0f} |", flush=True)
+        print(
+            f"| {count} | {args.width}x{args.height} | {args.model or 'random tiny'} | {args.image_size or 1024} | "
+            f"{args.device} | {ms['read']:.1f} | {ms['colour']:.1f} | {ms['engine']:.1f} | {ms['write']:.1f} | "
+            f"{r['wall_s']:.1f} | {r['peak_rss_mib']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """`mattebridge`: track, models, demo."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,14 @@ from mattebridge.core import __version__
 from mattebridge.core.errors import FieldError, MatteBridgeError
 from mattebridge.core.wire.prompts import Prompts, parse_numbers, split_frame
 from mattebridge.core.wire.sequence import FrameRange
-from mattebridge.core.wire.vocabulary import (DEFAULT_ADDRESS, DEFAULT_OBJECT, DIRECTIONS, EDGE_MODES, LAYOUTS,
-                                             MATTE_CHANNELS)
+from mattebridge.core.wire.vocabulary import (
+    DEFAULT_ADDRESS,
+    DEFAULT_OBJECT,
+    DIRECTIONS,
+    EDGE_MODES,
+    LAYOUTS,
+    MATTE_CHANNELS,
+)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -19,7 +26,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="sam2.1_hiera_small", help="published model name (see `mattebridge models list`)")
     g.add_argument("--checkpoint", help="other weights: a checkpoint file (loaded weights-only)")
     g.add_argument("--model-config", help="sam2 config for --checkpoint: short name (sam2.1_hiera_t) or config path")
-    g.add_argument("--image-size", type=int, help="model input size in pixels (multiple of 32; default: the model's 1024)")
+    g.add_argument(
+        "--image-size", type=int, help="model input size in pixels (multiple of 32; default: the model's 1024)"
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
@@ -32,11 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("track", help="track prompts through a plate sequence and write alpha EXRs")
     t.add_argument("plate", help="plate sequence, e.g. plate.####.exr or plate.%%04d.exr")
     t.add_argument("--frames", required=True, help="frame range FIRST-LAST, e.g. 1001-1100")
-    t.add_argument("--out", required=True, help="matte pattern, e.g. mattes/hero.####.exr ({object} for several objects)")
-    t.add_argument("--point", action="append", default=[], metavar="X,Y[@F]", help="foreground click (display-window pixels, y down)")
+    t.add_argument(
+        "--out", required=True, help="matte pattern, e.g. mattes/hero.####.exr ({object} for several objects)"
+    )
+    t.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="X,Y[@F]",
+        help="foreground click (display-window pixels, y down)",
+    )
     t.add_argument("--negative", action="append", default=[], metavar="X,Y[@F]", help="background click")
     t.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1[@F]", help="box around the subject")
-    t.add_argument("--mask", action="append", default=[], metavar="PATH[@F]", help="mask image (its alpha or only channel)")
+    t.add_argument(
+        "--mask", action="append", default=[], metavar="PATH[@F]", help="mask image (its alpha or only channel)"
+    )
     t.add_argument("--object", default=DEFAULT_OBJECT, help=f"object the flags above prompt (default {DEFAULT_OBJECT})")
     t.add_argument("--prompts", help="prompts JSON for several objects (docs/prompts.md)")
     t.add_argument("--layer", help="EXR part or layer to read (default: RGB of the first part)")
@@ -44,23 +63,51 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ocio", help="OCIO config path or ocio:// URI (default: $OCIO, else ocio://studio-config-latest)")
     t.add_argument("--view", help='display/view the model sees the plate through, "DISPLAY/VIEW"')
     t.add_argument("--direction", default="both", choices=DIRECTIONS)
-    t.add_argument("--edge", default="soft", choices=EDGE_MODES,
-                   help="soft: refined against the plate; raw: sigmoid of the model's logits; hard: logits > 0")
-    t.add_argument("--fill-holes", type=int, default=0, metavar="PIXELS",
-                   help="remove holes and islands up to this area in plate pixels (default 0: off)")
-    t.add_argument("--stabilize", action=argparse.BooleanOptionalAction, default=None,
-                   help="temporal smoothing of still regions (default: on for soft and hard edges, off for raw)")
-    t.add_argument("--layout", default="files", choices=LAYOUTS,
-                   help="files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: layers + Cryptomatte")
+    t.add_argument(
+        "--edge",
+        default="soft",
+        choices=EDGE_MODES,
+        help="soft: refined against the plate; raw: sigmoid of the model's logits; hard: logits > 0",
+    )
+    t.add_argument(
+        "--fill-holes",
+        type=int,
+        default=0,
+        metavar="PIXELS",
+        help="remove holes and islands up to this area in plate pixels (default 0: off)",
+    )
+    t.add_argument(
+        "--stabilize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="temporal smoothing of still regions (default: on for soft and hard edges, off for raw)",
+    )
+    t.add_argument(
+        "--layout",
+        default="files",
+        choices=LAYOUTS,
+        help="files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: layers + Cryptomatte",
+    )
     t.add_argument("--report", metavar="FILE", help="QC table of frames to check first: FILE.json and FILE.csv")
     t.add_argument("--cutout", metavar="PATTERN", help="also write the plate premultiplied by the matte")
-    t.add_argument("--matte-channels", default="A", choices=MATTE_CHANNELS,
-                   help="A, or RGBA: the matte in R, G, B and A (Blender's Mask modifier, Resolve's Ext Matte)")
+    t.add_argument(
+        "--matte-channels",
+        default="A",
+        choices=MATTE_CHANNELS,
+        help="A, or RGBA: the matte in R, G, B and A (Blender's Mask modifier, Resolve's Ext Matte)",
+    )
     t.add_argument("--force", action="store_true", help="recompute frames already written by the same job")
     t.add_argument("--server", metavar="ADDR", help=f"track on a running `mattebridge serve`, e.g. {DEFAULT_ADDRESS}")
-    t.add_argument("--server-key", metavar="FILE", help="the server's CurveZMQ public key (servers started with --keys)")
-    t.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="with --server: seconds without an answer before the server counts as gone (default 10)")
+    t.add_argument(
+        "--server-key", metavar="FILE", help="the server's CurveZMQ public key (servers started with --keys)"
+    )
+    t.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="with --server: seconds without an answer before the server counts as gone (default 10)",
+    )
     _add_model_args(t)
 
     m = sub.add_parser("models", help="list, download or locate published SAM 2.1 checkpoints")
@@ -76,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(s)
     _add_model_args(s)
 
-    pk = sub.add_parser("pick", help="prompt window: click prompts on a plate, see mattes live, track (needs `mattebridge serve`)")
+    pk = sub.add_parser(
+        "pick", help="prompt window: click prompts on a plate, see mattes live, track (needs `mattebridge serve`)"
+    )
     from mattebridge.core.picker import add_arguments as add_pick_arguments
 
     add_pick_arguments(pk)
@@ -86,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="make a synthetic plate and track it end to end")
     d.add_argument("--dir", default="mattebridge-demo", help="where the demo plate and mattes go")
-    d.add_argument("--random-weights", action="store_true", help="use a random-weight model (offline check of the pipeline)")
+    d.add_argument(
+        "--random-weights", action="store_true", help="use a random-weight model (offline check of the pipeline)"
+    )
     _add_model_args(d)
     d.set_defaults(model="sam2.1_hiera_tiny")
     return parser
@@ -109,30 +160,56 @@ def prompts_from_args(args, first_frame: int) -> Prompts:
 
 
 def cmd_track(args) -> int:
-    from mattebridge.core.track.progress import ProgressBar
     from mattebridge.core.track.job import TrackJob
+    from mattebridge.core.track.progress import ProgressBar
     from mattebridge.core.track.run import run_track
 
     frames = FrameRange.parse(args.frames)
     job = TrackJob(
-        plate=args.plate, frames=frames, prompts=prompts_from_args(args, frames.first), out=args.out,
-        layer=args.layer, colorspace=args.colorspace, ocio=args.ocio, view=args.view, direction=args.direction,
-        edge=args.edge, fill_holes=args.fill_holes, stabilize=args.stabilize, layout=args.layout,
-        report=args.report, cutout=args.cutout, channels=args.matte_channels, force=args.force,
-        prompts_file=args.prompts, model=args.model, checkpoint=args.checkpoint, model_config=args.model_config,
-        image_size=args.image_size, device=args.device,
+        plate=args.plate,
+        frames=frames,
+        prompts=prompts_from_args(args, frames.first),
+        out=args.out,
+        layer=args.layer,
+        colorspace=args.colorspace,
+        ocio=args.ocio,
+        view=args.view,
+        direction=args.direction,
+        edge=args.edge,
+        fill_holes=args.fill_holes,
+        stabilize=args.stabilize,
+        layout=args.layout,
+        report=args.report,
+        cutout=args.cutout,
+        channels=args.matte_channels,
+        force=args.force,
+        prompts_file=args.prompts,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        model_config=args.model_config,
+        image_size=args.image_size,
+        device=args.device,
     )
     start = time.monotonic()
     if args.server:
         from mattebridge.core.track.remote import track_on_server
 
-        stats = track_on_server(job, args.server, args.server_key, args.timeout, progress=ProgressBar("track"),
-                                log=lambda s: print(s, file=sys.stderr))
+        stats = track_on_server(
+            job,
+            args.server,
+            args.server_key,
+            args.timeout,
+            progress=ProgressBar("track"),
+            log=lambda s: print(s, file=sys.stderr),
+        )
     else:
         stats = run_track(job, progress=ProgressBar("track"), log=lambda s: print(s, file=sys.stderr))
     skipped = f" ({stats.frames_skipped} already done)" if stats.frames_skipped else ""
-    print(f"wrote {stats.frames_written} frames x {len(job.prompts.objects)} object(s) to {args.out}{skipped} "
-          f"in {time.monotonic() - start:.1f}s", file=sys.stderr)
+    print(
+        f"wrote {stats.frames_written} frames x {len(job.prompts.objects)} object(s) to {args.out}{skipped} "
+        f"in {time.monotonic() - start:.1f}s",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -192,8 +269,14 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        handler = {"track": cmd_track, "models": cmd_models, "demo": cmd_demo, "serve": cmd_serve,
-                   "keys": cmd_keys, "pick": cmd_pick}[args.command]
+        handler = {
+            "track": cmd_track,
+            "models": cmd_models,
+            "demo": cmd_demo,
+            "serve": cmd_serve,
+            "keys": cmd_keys,
+            "pick": cmd_pick,
+        }[args.command]
         return handler(args)
     except MatteBridgeError as e:
         if args.debug:

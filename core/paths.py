@@ -6,6 +6,7 @@ symlinks are resolved (realpath) — and the resolved path is what is opened. `m
 user and confines nothing (`PathPolicy()`); `mattebridge serve` confines reads and writes to its allowed
 roots (`PathPolicy(roots)`). Either way an output never resolves to one of the job's inputs.
 """
+
 from __future__ import annotations
 
 import os
@@ -79,8 +80,11 @@ class PathPolicy:
             raise ForbiddenPath(field, ": expected a path without NUL bytes")
         real = resolve(path)
         if not self._allowed(real):
-            raise ForbiddenPath(field, f": {where + ': ' if where else ''}{path} is outside the server's allowed roots "
-                                       f"({', '.join(self.roots)}; see --allow-root)")
+            raise ForbiddenPath(
+                field,
+                f": {where + ': ' if where else ''}{path} is outside the server's allowed roots "
+                f"({', '.join(self.roots)}; see --allow-root)",
+            )
         return real
 
     read = write = check
@@ -91,8 +95,11 @@ class PathPolicy:
         real = resolve(path)
         for what, file in [(path, real)] + [(f, resolve(f)) for f in referenced]:
             if not self._allowed(file) and not everyone_can_read(file):
-                raise ForbiddenPath(field, f": {what} is outside the server's allowed roots and not readable by "
-                                    f"every user ({', '.join(self.roots)}; see --allow-root)")
+                raise ForbiddenPath(
+                    field,
+                    f": {what} is outside the server's allowed roots and not readable by "
+                    f"every user ({', '.join(self.roots)}; see --allow-root)",
+                )
         return real
 
 

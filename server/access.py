@@ -1,4 +1,5 @@
 """Who may reach the server and which files it may touch: loopback binds, CurveZMQ keys, allowed roots."""
+
 from __future__ import annotations
 
 import atexit
@@ -22,7 +23,7 @@ def is_loopback(address: str) -> bool:
         return True
     if not address.startswith("tcp://"):
         raise MatteBridgeError(f"--bind {address}: expected tcp://HOST:PORT or ipc://PATH")
-    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    host = address[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
         return True
     try:
@@ -33,8 +34,10 @@ def is_loopback(address: str) -> bool:
 
 def check_bind(address: str, keys: Optional[str]) -> None:
     if not is_loopback(address) and not keys:
-        raise MatteBridgeError(f"--bind {address}: not loopback; a server reachable from other machines needs "
-                               f"--keys DIR (CurveZMQ; create them with `mattebridge keys DIR`)")
+        raise MatteBridgeError(
+            f"--bind {address}: not loopback; a server reachable from other machines needs "
+            f"--keys DIR (CurveZMQ; create them with `mattebridge keys DIR`)"
+        )
 
 
 def create_keys(folder: str) -> str:
@@ -67,8 +70,10 @@ def load_server_keys(folder: str):
         raise MatteBridgeError(f"--keys {folder}: no {SERVER_SECRET} (create one with `mattebridge keys {folder}`)")
     mode = os.stat(path).st_mode & 0o777
     if os.name != "nt" and mode & 0o077:  # as ssh: a secret others can read is no longer a secret
-        raise MatteBridgeError(f"--keys {folder}: {path} is open to other users (mode {mode:04o}); "
-                               f"a secret key must be private to its owner: chmod 600 {path}")
+        raise MatteBridgeError(
+            f"--keys {folder}: {path} is open to other users (mode {mode:04o}); "
+            f"a secret key must be private to its owner: chmod 600 {path}"
+        )
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as e:

@@ -4,6 +4,7 @@ The socket thread answers hello/status/cancel itself, keeps each client's heartb
 the queue bound with `busy`, answers a repeated request id from its reply cache (the client's retry after
 a timeout), and hands everything else to the worker, whose replies it sends on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,15 +20,35 @@ from typing import Dict, Optional
 import zmq
 
 from mattebridge.core import __version__
-from mattebridge.core.wire.protocol import (IDEMPOTENT, REQUESTS, VERSION, Message, ProtocolError, decode, encode,
-                                       error_content)
+from mattebridge.core.wire.protocol import (
+    IDEMPOTENT,
+    REQUESTS,
+    VERSION,
+    Message,
+    ProtocolError,
+    decode,
+    encode,
+    error_content,
+)
 
 from .access import Roots, load_server_keys
 from .worker import MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS, Worker
 
 log = logging.getLogger("mattebridge.server")
-CAPABILITIES = ["path", "shm", "inline", "buffers", "files", "layers", "cryptomatte", "rgba", "resume", "report",
-                "cutout", "mask-buffer"]
+CAPABILITIES = [
+    "path",
+    "shm",
+    "inline",
+    "buffers",
+    "files",
+    "layers",
+    "cryptomatte",
+    "rgba",
+    "resume",
+    "report",
+    "cutout",
+    "mask-buffer",
+]
 REPLY_CACHE = 8  # per client: recent replies, for requests resent after a timeout
 
 
@@ -40,22 +61,45 @@ class PeerState:
 
 
 class Server:
-    def __init__(self, address: str, model, roots: Roots, keys: Optional[str] = None, client_timeout: float = 30.0,
-                 max_queue: int = 32, max_jobs: int = 8, max_message: int = 1 << 30,
-                 max_clips_per_client: int = MAX_CLIPS_PER_CLIENT, max_objects: int = MAX_OBJECTS,
-                 max_frame_pixels: int = MAX_FRAME_PIXELS):
+    def __init__(
+        self,
+        address: str,
+        model,
+        roots: Roots,
+        keys: Optional[str] = None,
+        client_timeout: float = 30.0,
+        max_queue: int = 32,
+        max_jobs: int = 8,
+        max_message: int = 1 << 30,
+        max_clips_per_client: int = MAX_CLIPS_PER_CLIENT,
+        max_objects: int = MAX_OBJECTS,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
+    ):
         self.address, self.model, self.roots, self.keys = address, model, roots, keys
         self.client_timeout, self.max_queue, self.max_message = client_timeout, max_queue, max_message
-        self.limits = {"max_queue": max_queue, "max_jobs": max_jobs, "max_clips_per_client": max_clips_per_client,
-                       "max_objects": max_objects, "max_frame_pixels": max_frame_pixels, "max_message": max_message}
+        self.limits = {
+            "max_queue": max_queue,
+            "max_jobs": max_jobs,
+            "max_clips_per_client": max_clips_per_client,
+            "max_objects": max_objects,
+            "max_frame_pixels": max_frame_pixels,
+            "max_message": max_message,
+        }
         self.session = uuid.uuid4().hex
         self.started = time.monotonic()
         self.clients: Dict[bytes, PeerState] = {}
         self._outbox: "queue.Queue" = queue.Queue()
         self._stop = threading.Event()
         self.ctx = zmq.Context()
-        self.worker = Worker(model, roots, self._post, max_jobs=max_jobs, max_clips=max_clips_per_client,
-                             max_objects=max_objects, max_frame_pixels=max_frame_pixels)
+        self.worker = Worker(
+            model,
+            roots,
+            self._post,
+            max_jobs=max_jobs,
+            max_clips=max_clips_per_client,
+            max_objects=max_objects,
+            max_frame_pixels=max_frame_pixels,
+        )
         self._wake_lock = threading.Lock()
 
     # --- from the worker thread ---------------------------------------------------------------
@@ -98,8 +142,14 @@ class Server:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.stop)
         self.worker.start()
-        log.info("serving %s on %s (%s, input %dpx), session %s", self.model.name, self.address, self.model.device,
-                 self.model.predictor.image_size, self.session[:8])
+        log.info(
+            "serving %s on %s (%s, input %dpx), session %s",
+            self.model.name,
+            self.address,
+            self.model.device,
+            self.model.predictor.image_size,
+            self.session[:8],
+        )
         log.info("allowed roots: %s", ", ".join(self.roots.roots))
         print(f"mattebridge serve: ready on {self.address}", flush=True)
         poller = zmq.Poller()
@@ -186,7 +236,9 @@ class Server:
         if msg.version != VERSION:
             raise ProtocolError("unsupported_version", f"protocol version {msg.version}; this server speaks {VERSION}")
         if msg.msg_type not in REQUESTS:
-            raise ProtocolError("unknown_type", f"message type {msg.msg_type!r} (expected one of {', '.join(REQUESTS)})")
+            raise ProtocolError(
+                "unknown_type", f"message type {msg.msg_type!r} (expected one of {', '.join(REQUESTS)})"
+            )
         if msg.msg_type == "heartbeat":
             return
         if msg.msg_type == "goodbye":  # the client is closing: free what it had now, not at its timeout
@@ -194,7 +246,9 @@ class Server:
             return
         log.info("%s %s%s", client.hex()[:8], msg.msg_type, _summary(msg.content))
         if msg.msg_type in ("hello", "status", "cancel"):
-            self._send(router, client, Message(msg.msg_type + "_reply", self._answer(client, msg), parent_id=msg.msg_id))
+            self._send(
+                router, client, Message(msg.msg_type + "_reply", self._answer(client, msg), parent_id=msg.msg_id)
+            )
             return
         if msg.msg_type in IDEMPOTENT and msg.msg_id in state.replies:  # a retry
             cached = state.replies[msg.msg_id]
@@ -203,8 +257,11 @@ class Server:
             return
         load = self.worker.pending()
         if load >= self.max_queue:
-            raise ProtocolError("busy", f"{load} requests are waiting (the most this server queues)",
-                                retry_after=round(0.05 * load + 0.5, 2))
+            raise ProtocolError(
+                "busy",
+                f"{load} requests are waiting (the most this server queues)",
+                retry_after=round(0.05 * load + 0.5, 2),
+            )
         if msg.msg_type in IDEMPOTENT:
             state.replies[msg.msg_id] = None
             while len(state.replies) > REPLY_CACHE:
@@ -214,20 +271,35 @@ class Server:
     def _answer(self, client: bytes, msg: Message) -> dict:
         if msg.msg_type == "hello":
             m = self.model
-            return {"server_version": __version__, "protocol": VERSION, "session": self.session, "model": m.name,
-                    "checkpoint_sha256": m.sha256, "device": str(m.device), "image_size": m.predictor.image_size,
-                    "capabilities": CAPABILITIES, "host": socket.gethostname(),
-                    "heartbeat_interval": round(self.client_timeout / 4, 3), "limits": self.limits}
+            return {
+                "server_version": __version__,
+                "protocol": VERSION,
+                "session": self.session,
+                "model": m.name,
+                "checkpoint_sha256": m.sha256,
+                "device": str(m.device),
+                "image_size": m.predictor.image_size,
+                "capabilities": CAPABILITIES,
+                "host": socket.gethostname(),
+                "heartbeat_interval": round(self.client_timeout / 4, 3),
+                "limits": self.limits,
+            }
         if msg.msg_type == "cancel":
             job = msg.content.get("job")
             if job is not None and not isinstance(job, str):
                 raise ProtocolError("bad_field", "job: expected the propagate request's msg_id")
             return {"cancelled": self.worker.cancel(client, job)}
         snap = self.worker.snapshot()
-        return {"session": self.session, "uptime": round(time.monotonic() - self.started, 1),
-                "queue": {"waiting": snap["queue"], "max": self.max_queue}, "jobs": snap["jobs"],
-                "clips": snap["clips"], "clients": len(self.clients), "frames_done": snap["frames_done"],
-                "memory": _memory(self.model.device)}
+        return {
+            "session": self.session,
+            "uptime": round(time.monotonic() - self.started, 1),
+            "queue": {"waiting": snap["queue"], "max": self.max_queue},
+            "jobs": snap["jobs"],
+            "clips": snap["clips"],
+            "clients": len(self.clients),
+            "frames_done": snap["frames_done"],
+            "memory": _memory(self.model.device),
+        }
 
     def _reap(self) -> None:
         now = time.monotonic()
@@ -262,6 +334,6 @@ def _memory(device) -> dict:
     if device.type == "cuda":
         import torch
 
-        out["cuda_allocated_mb"] = round(torch.cuda.memory_allocated(device) / 2 ** 20, 1)
-        out["cuda_reserved_mb"] = round(torch.cuda.memory_reserved(device) / 2 ** 20, 1)
+        out["cuda_allocated_mb"] = round(torch.cuda.memory_allocated(device) / 2**20, 1)
+        out["cuda_reserved_mb"] = round(torch.cuda.memory_reserved(device) / 2**20, 1)
     return out

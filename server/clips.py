@@ -2,6 +2,7 @@
 
 Everything here runs on the one GPU worker thread, so it needs no locks of its own.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,17 +12,17 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from mattebridge.core.matte.alpha import alpha_from_logits
-from mattebridge.core.wire.vocabulary import EDGE_MODES
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.plate import Geometry, Plate
+from mattebridge.core.matte.alpha import alpha_from_logits
 from mattebridge.core.paths import PathPolicy
-from mattebridge.core.wire.prompts import FramePrompt, Point, Prompts, check_object_name
-from mattebridge.core.wire.protocol import ProtocolError, check_window, field_of, unpack_array
-from mattebridge.core.wire.sequence import FrameRange
 from mattebridge.core.track.clip import PreparedClip, engine_prompt, prepare_clip, resolve_transform
 from mattebridge.core.track.job import TrackJob, check_job
 from mattebridge.core.track.run import TrackRun, refine_device
+from mattebridge.core.wire.prompts import FramePrompt, Point, Prompts, check_object_name
+from mattebridge.core.wire.protocol import ProtocolError, check_window, field_of, unpack_array
+from mattebridge.core.wire.sequence import FrameRange
+from mattebridge.core.wire.vocabulary import EDGE_MODES
 
 from .access import Roots
 
@@ -34,8 +35,9 @@ def file_error(e: MatteBridgeError) -> ProtocolError:
 
 
 class ServerClip:
-    def __init__(self, clip_id: str, owner: bytes, prepared: PreparedClip, paths: PathPolicy,
-                 inline: Optional[dict] = None):
+    def __init__(
+        self, clip_id: str, owner: bytes, prepared: PreparedClip, paths: PathPolicy, inline: Optional[dict] = None
+    ):
         self.id, self.owner, self.prepared, self.paths = clip_id, owner, prepared, paths
         self.inline = inline  # frame -> Plate for clips whose pixels arrive with put_frame
         self.stamps: Dict[int, str] = {}
@@ -52,9 +54,16 @@ class ServerClip:
 
     def describe(self) -> dict:
         t = self.prepared.transform
-        return {"clip": self.id, "frames": [self.frames.first, self.frames.last], "inline": self.inline is not None,
-                "geometry": {str(f): g.to_json() for f, g in self.prepared.geometry.items()},
-                "colorspace": t.colorspace, "display": t.display, "view": t.view, "config": t.config_source}
+        return {
+            "clip": self.id,
+            "frames": [self.frames.first, self.frames.last],
+            "inline": self.inline is not None,
+            "geometry": {str(f): g.to_json() for f, g in self.prepared.geometry.items()},
+            "colorspace": t.colorspace,
+            "display": t.display,
+            "view": t.view,
+            "config": t.config_source,
+        }
 
     def frame_index(self, content: dict) -> int:
         frame = field_of(content, "frame", int)
@@ -84,8 +93,14 @@ class ServerClip:
         from mattebridge.core.engine.tracker.feed import ModelFeed
 
         if self._feed is None:
-            self._feed = ModelFeed(list(self.frames), self.prepared.read, model.predictor.image_size,
-                                   self.prepared.transform, ahead=1, workers=1)
+            self._feed = ModelFeed(
+                list(self.frames),
+                self.prepared.read,
+                model.predictor.image_size,
+                self.prepared.transform,
+                ahead=1,
+                workers=1,
+            )
         return self._feed
 
     def preview(self, model, index: int, obj: str, fp: FramePrompt, edge: str):
@@ -103,8 +118,9 @@ class ServerClip:
         cached = tracker.image_features(index)
         self._features = (index, cached) if cached is not None else None
         plate = self.prepared.read(frame) if edge == "soft" else None
-        alpha = alpha_from_logits(result.logits[obj], geometry, edge, plate.pixels if plate else None,
-                                  refine_device(model.device))
+        alpha = alpha_from_logits(
+            result.logits[obj], geometry, edge, plate.pixels if plate else None, refine_device(model.device)
+        )
         return alpha, geometry, result.scores.get(obj), (result.ious or {}).get(obj)
 
     def mask_file(self, frame: int, obj: str, mask: np.ndarray) -> str:
@@ -115,8 +131,9 @@ class ServerClip:
             self._tmp = tempfile.mkdtemp(prefix=f"clip-{self.id}-", dir=self.paths.scratch)
         w, h = self.prepared.geometry[frame].display_size
         if mask.shape[:2] != (h, w):
-            raise ProtocolError("bad_buffer", f"mask: {mask.shape[1]}x{mask.shape[0]} but frame {frame}'s display "
-                                              f"window is {w}x{h}")
+            raise ProtocolError(
+                "bad_buffer", f"mask: {mask.shape[1]}x{mask.shape[0]} but frame {frame}'s display window is {w}x{h}"
+            )
         values = mask.astype(np.float32)
         values = values[..., -1] if values.ndim == 3 else values
         if mask.dtype.kind == "u":
@@ -157,8 +174,16 @@ def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots, check_geo
     try:
         if source == "files":
             pattern = field_of(content, "pattern", str)
-            prepared = prepare_clip(pattern, frames, layer=layer, colorspace=colorspace, ocio=ocio, view=view,
-                                    paths=roots, check_geometry=check_geometry)
+            prepared = prepare_clip(
+                pattern,
+                frames,
+                layer=layer,
+                colorspace=colorspace,
+                ocio=ocio,
+                view=view,
+                paths=roots,
+                check_geometry=check_geometry,
+            )
             clip = ServerClip(clip_id, owner, prepared, roots)
             clip.layer = layer
             return clip
@@ -167,8 +192,9 @@ def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots, check_geo
             probe = Plate("", np.zeros((1, 1, 3), np.float32), Geometry((0, 0, 1, 1), (0, 0, 1, 1)), "", True)
             transform = resolve_transform(probe, colorspace=colorspace, ocio=ocio, view=view, paths=roots)
             clip = ServerClip(clip_id, owner, None, roots, store)
-            clip.prepared = PreparedClip(frames, {}, transform, lambda f: store[f], lambda f: clip.stamps[f],
-                                         f"inline:{clip_id}")
+            clip.prepared = PreparedClip(
+                frames, {}, transform, lambda f: store[f], lambda f: clip.stamps[f], f"inline:{clip_id}"
+            )
             return clip
     except MatteBridgeError as e:
         if isinstance(e, ProtocolError):
@@ -185,14 +211,22 @@ def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) ->
     fp = FramePrompt()
     points = field_of(content, "points", list, [])
     for i, p in enumerate(points):
-        if (not isinstance(p, list) or len(p) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                                for v in p[:2]) or not isinstance(p[2], bool)):
+        if (
+            not isinstance(p, list)
+            or len(p) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p[:2])
+            or not isinstance(p[2], bool)
+        ):
             raise ProtocolError("bad_field", f"points[{i}]: expected [x, y, positive] (numbers, boolean)")
         fp.points.append(Point(float(p[0]), float(p[1]), p[2]))
     box = field_of(content, "box", list, None)
     if box is not None:
-        if len(box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box) \
-                or box[2] <= box[0] or box[3] <= box[1]:
+        if (
+            len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+            or box[2] <= box[0]
+            or box[3] <= box[1]
+        ):
             raise ProtocolError("bad_field", "box: expected [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
         fp.box = tuple(float(v) for v in box)
     mask = content.get("mask")
@@ -210,8 +244,9 @@ def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) ->
     w, h = clip.prepared.geometry[frame].display_size
     for p in fp.points:
         if not (0 <= p.x <= w and 0 <= p.y <= h):
-            raise ProtocolError("bad_field", f"points: {p.x:g},{p.y:g} is outside frame {frame}'s display window "
-                                             f"(0..{w}, 0..{h})")
+            raise ProtocolError(
+                "bad_field", f"points: {p.x:g},{p.y:g} is outside frame {frame}'s display window (0..{w}, 0..{h})"
+            )
     return fp
 
 
@@ -249,18 +284,31 @@ def job_from_content(clip: ServerClip, content: dict, roots: Roots) -> TrackJob:
         raise ProtocolError("bad_field", "fill_holes: expected a number of pixels >= 0")
     t = clip.prepared.transform
     job = TrackJob(
-        plate=clip.prepared.source, frames=clip.frames, prompts=prompts, out=out, layer=clip.layer,
-        direction=field_of(content, "direction", str, "both"), edge=edge, fill_holes=fill,
-        stabilize=field_of(content, "stabilize", bool, None), layout=field_of(content, "layout", str, "files"),
-        report=field_of(content, "report", str, None), cutout=field_of(content, "cutout", str, None),
-        channels=field_of(content, "channels", str, "A"), force=field_of(content, "force", bool, False),
-        colorspace=t.colorspace, view=f"{t.display}/{t.view}",
+        plate=clip.prepared.source,
+        frames=clip.frames,
+        prompts=prompts,
+        out=out,
+        layer=clip.layer,
+        direction=field_of(content, "direction", str, "both"),
+        edge=edge,
+        fill_holes=fill,
+        stabilize=field_of(content, "stabilize", bool, None),
+        layout=field_of(content, "layout", str, "files"),
+        report=field_of(content, "report", str, None),
+        cutout=field_of(content, "cutout", str, None),
+        channels=field_of(content, "channels", str, "A"),
+        force=field_of(content, "force", bool, False),
+        colorspace=t.colorspace,
+        view=f"{t.display}/{t.view}",
     )
     if clip.inline is not None:  # before the prompts are checked against the frames' geometry
         missing = [f for f in clip.frames if f not in clip.inline]
         if missing:
-            raise ProtocolError("not_found", f"frames not sent yet (put_frame): {missing[0]}"
-                                             + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+            raise ProtocolError(
+                "not_found",
+                f"frames not sent yet (put_frame): {missing[0]}"
+                + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""),
+            )
     try:
         check_job(job)
         prompts.check(clip.frames, lambda f: clip.prepared.geometry[f].display_size)

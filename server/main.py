@@ -1,4 +1,5 @@
 """`mattebridge serve` and `mattebridge keys`: arguments -> a running server."""
+
 from __future__ import annotations
 
 import logging
@@ -24,23 +25,48 @@ def _positive(text: str) -> int:
 
 def add_serve_arguments(p) -> None:
     p.add_argument("--bind", default=DEFAULT_ADDRESS, help=f"address to listen on (default {DEFAULT_ADDRESS})")
-    p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
-                   help="a folder whose files the server may read or write (repeatable; "
-                        "default: the current folder and the system temp folder)")
+    p.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder whose files the server may read or write (repeatable; "
+        "default: the current folder and the system temp folder)",
+    )
     p.add_argument("--keys", metavar="DIR", help="CurveZMQ keys (from `mattebridge keys DIR`): required off loopback")
-    p.add_argument("--client-timeout", type=float, default=30.0, metavar="S",
-                   help="free a client's clips and jobs after this long without a message or heartbeat")
+    p.add_argument(
+        "--client-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="free a client's clips and jobs after this long without a message or heartbeat",
+    )
     p.add_argument("--max-queue", type=int, default=32, help="waiting requests before new ones get `busy`")
     p.add_argument("--max-jobs", type=int, default=8, help="propagations running at once")
-    p.add_argument("--max-clips-per-client", type=_positive, default=MAX_CLIPS_PER_CLIENT, metavar="N",
-                   help=f"clips one client may hold open; more get `busy` (default {MAX_CLIPS_PER_CLIENT})")
-    p.add_argument("--max-objects", type=_positive, default=MAX_OBJECTS, metavar="N",
-                   help=f"objects one clip may be prompted with, and one propagation may track; more get "
-                        f"`bad_field` (default {MAX_OBJECTS})")
-    p.add_argument("--max-frame-pixels", type=_positive, default=MAX_FRAME_PIXELS, metavar="N",
-                   help=f"largest frame (width x height of its data window, and of its display window) taken "
-                        f"by any transport: files, shared memory or inline; larger gets `too_large` "
-                        f"(default {MAX_FRAME_PIXELS} = 8192x8192, 8K plates with overscan)")
+    p.add_argument(
+        "--max-clips-per-client",
+        type=_positive,
+        default=MAX_CLIPS_PER_CLIENT,
+        metavar="N",
+        help=f"clips one client may hold open; more get `busy` (default {MAX_CLIPS_PER_CLIENT})",
+    )
+    p.add_argument(
+        "--max-objects",
+        type=_positive,
+        default=MAX_OBJECTS,
+        metavar="N",
+        help=f"objects one clip may be prompted with, and one propagation may track; more get "
+        f"`bad_field` (default {MAX_OBJECTS})",
+    )
+    p.add_argument(
+        "--max-frame-pixels",
+        type=_positive,
+        default=MAX_FRAME_PIXELS,
+        metavar="N",
+        help=f"largest frame (width x height of its data window, and of its display window) taken "
+        f"by any transport: files, shared memory or inline; larger gets `too_large` "
+        f"(default {MAX_FRAME_PIXELS} = 8192x8192, 8K plates with overscan)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -49,23 +75,35 @@ def serve(args) -> int:
 
     from .app import Server
 
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     check_bind(args.bind, args.keys)
     if args.keys:
         load_server_keys(args.keys)  # refuse bad or exposed keys now, not after loading the model
     roots = Roots(args.allow_root)
-    model = load_model(args.model, checkpoint=args.checkpoint, config=args.model_config, image_size=args.image_size,
-                       device=args.device)
-    Server(args.bind, model, roots, keys=args.keys, client_timeout=args.client_timeout, max_queue=args.max_queue,
-           max_jobs=args.max_jobs, max_clips_per_client=args.max_clips_per_client, max_objects=args.max_objects,
-           max_frame_pixels=args.max_frame_pixels).run()
+    model = load_model(
+        args.model, checkpoint=args.checkpoint, config=args.model_config, image_size=args.image_size, device=args.device
+    )
+    Server(
+        args.bind,
+        model,
+        roots,
+        keys=args.keys,
+        client_timeout=args.client_timeout,
+        max_queue=args.max_queue,
+        max_jobs=args.max_jobs,
+        max_clips_per_client=args.max_clips_per_client,
+        max_objects=args.max_objects,
+        max_frame_pixels=args.max_frame_pixels,
+    ).run()
     return 0
 
 
 def keys(args) -> int:
     public = create_keys(args.dir)
     print(public)
-    print(f"clients need {public} (e.g. `mattebridge track --server ADDR --server-key {public}`); "
-          f"to allow only some clients, put their public keys in {args.dir}/clients/", file=sys.stderr)
+    print(
+        f"clients need {public} (e.g. `mattebridge track --server ADDR --server-key {public}`); "
+        f"to allow only some clients, put their public keys in {args.dir}/clients/",
+        file=sys.stderr,
+    )
     return 0

@@ -4,6 +4,7 @@ A click never waits for a whole shot: between any two propagation frames the wor
 waiting request. Requests are taken from clients in rotation, and running propagations advance in
 rotation too, so one busy host cannot starve another.
 """
+
 from __future__ import annotations
 
 import gc
@@ -19,11 +20,11 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from mattebridge.core.wire.vocabulary import EDGE_MODES
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.track.run import TrackRun
 from mattebridge.core.wire.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
 from mattebridge.core.wire.shm import read_shared_rgb, shared_layout, to_rgb32
-from mattebridge.core.track.run import TrackRun
+from mattebridge.core.wire.vocabulary import EDGE_MODES
 
 from .access import Roots
 from .clips import ServerClip, file_error, geometry_from_content, job_from_content, open_clip, prompt_from_content
@@ -53,9 +54,16 @@ class PropagationJob:
 
 
 class Worker(threading.Thread):
-    def __init__(self, model, roots: Roots, send: Callable[[bytes, Message], None], max_jobs: int = 8,
-                 max_clips: int = MAX_CLIPS_PER_CLIENT, max_objects: int = MAX_OBJECTS,
-                 max_frame_pixels: int = MAX_FRAME_PIXELS):
+    def __init__(
+        self,
+        model,
+        roots: Roots,
+        send: Callable[[bytes, Message], None],
+        max_jobs: int = 8,
+        max_clips: int = MAX_CLIPS_PER_CLIENT,
+        max_objects: int = MAX_OBJECTS,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
+    ):
         super().__init__(name="mattebridge-gpu", daemon=True)
         self.model, self.roots, self.send, self.max_jobs = model, roots, send, max_jobs
         self.max_clips, self.max_objects, self.max_frame_pixels = max_clips, max_objects, max_frame_pixels
@@ -101,8 +109,16 @@ class Worker(threading.Thread):
         with self._cond:
             return {
                 "queue": sum(len(q) for q in self._requests.values()),
-                "jobs": [{"job": j.msg_id, "clip": j.clip.id, "done": j.done, "total": j.total,
-                          "seconds": round(time.monotonic() - j.started, 1)} for j in self._jobs],
+                "jobs": [
+                    {
+                        "job": j.msg_id,
+                        "clip": j.clip.id,
+                        "done": j.done,
+                        "total": j.total,
+                        "seconds": round(time.monotonic() - j.started, 1),
+                    }
+                    for j in self._jobs
+                ],
                 "clips": len(self._clips),
                 "frames_done": self.frames_done,
             }
@@ -180,8 +196,11 @@ class Worker(threading.Thread):
         """Refuse a frame over --max-frame-pixels before anything of its size is allocated."""
         h, w = shape[:2]
         if w * h > self.max_frame_pixels:
-            raise ProtocolError("too_large", f"{name}: {w}x{h} is {w * h} pixels, more than this server's frame "
-                                             f"limit of {self.max_frame_pixels} pixels (--max-frame-pixels)")
+            raise ProtocolError(
+                "too_large",
+                f"{name}: {w}x{h} is {w * h} pixels, more than this server's frame "
+                f"limit of {self.max_frame_pixels} pixels (--max-frame-pixels)",
+            )
 
     def _check_display_size(self, geometry, name: str) -> None:
         """The display window too: the model's view of a frame is allocated at its size (plate.to_display)."""
@@ -190,9 +209,13 @@ class Worker(threading.Thread):
     def _on_open_clip(self, client: bytes, msg: Message) -> None:
         held = sum(1 for c in self._clips.values() if c.owner == client)
         if held >= self.max_clips:
-            raise ProtocolError("busy", f"open_clip: this client holds {held} clips, the most one client may hold "
-                                        f"(the server's clip limit, --max-clips-per-client); close one first",
-                                retry_after=5.0)
+            raise ProtocolError(
+                "busy",
+                f"open_clip: this client holds {held} clips, the most one client may hold "
+                f"(the server's clip limit, --max-clips-per-client); close one first",
+                retry_after=5.0,
+            )
+
         def check_geometry(frame, geometry):  # files: each header, before any frame's pixels are read
             self._check_frame_size((geometry.data[3], geometry.data[2]), f"pattern: frame {frame}'s data window")
             self._check_display_size(geometry, f"pattern: frame {frame}'s display window")
@@ -204,7 +227,9 @@ class Worker(threading.Thread):
     def _on_put_frame(self, client: bytes, msg: Message) -> None:
         clip = self._clip(client, msg.content)
         if clip.inline is None:
-            raise ProtocolError("bad_field", f"clip {clip.id}: reads its frames from files; put_frame is for inline clips")
+            raise ProtocolError(
+                "bad_field", f"clip {clip.id}: reads its frames from files; put_frame is for inline clips"
+            )
         frame = field_of(msg.content, "frame", int)
         if frame not in clip.frames:
             raise ProtocolError("bad_field", f"frame {frame}: outside the clip's range {clip.frames}")
@@ -224,8 +249,10 @@ class Worker(threading.Thread):
         self._check_display_size(geometry, "geometry.display")
         h, w = shape[:2]
         if (geometry.data[2], geometry.data[3]) != (w, h):
-            raise ProtocolError("bad_buffer", f"frame {frame}: pixels are {w}x{h} but the data window is "
-                                              f"{geometry.data[2]}x{geometry.data[3]}")
+            raise ProtocolError(
+                "bad_buffer",
+                f"frame {frame}: pixels are {w}x{h} but the data window is {geometry.data[2]}x{geometry.data[3]}",
+            )
         if shm is not None:
             rgb, stamp = read_shared_rgb(layout)
         else:  # the same stamp as by shared memory: a hash of the bytes as sent
@@ -242,9 +269,12 @@ class Worker(threading.Thread):
         if edge not in EDGE_MODES:
             raise ProtocolError("bad_field", f"edge: {edge!r} (expected one of {', '.join(EDGE_MODES)})")
         if obj not in clip.prompts.objects and len(clip.prompts.objects) >= self.max_objects:
-            raise ProtocolError("bad_field", f"object {obj!r}: clip {clip.id} already has {len(clip.prompts.objects)} "
-                                             f"objects, the most one clip may have (the server's object limit, "
-                                             f"--max-objects); clear one first")
+            raise ProtocolError(
+                "bad_field",
+                f"object {obj!r}: clip {clip.id} already has {len(clip.prompts.objects)} "
+                f"objects, the most one clip may have (the server's object limit, "
+                f"--max-objects); clear one first",
+            )
         fp = prompt_from_content(clip, frame, msg.content, msg.buffers)
         try:
             clip.prompts.on(obj, frame)
@@ -254,8 +284,21 @@ class Worker(threading.Thread):
         alpha, geometry, score, iou = clip.preview(self.model, index, obj, fp, edge)
         buffers: list = []
         desc = pack_array(alpha.astype("float16"), buffers)
-        self._reply(client, msg, "prompt_reply", {"clip": clip.id, "frame": frame, "object": obj, "alpha": desc,
-                                                  "geometry": geometry.to_json(), "score": score, "iou": iou}, buffers)
+        self._reply(
+            client,
+            msg,
+            "prompt_reply",
+            {
+                "clip": clip.id,
+                "frame": frame,
+                "object": obj,
+                "alpha": desc,
+                "geometry": geometry.to_json(),
+                "score": score,
+                "iou": iou,
+            },
+            buffers,
+        )
 
     def _on_clear(self, client: bytes, msg: Message) -> None:
         clip = self._clip(client, msg.content)
@@ -271,21 +314,29 @@ class Worker(threading.Thread):
     def _on_propagate(self, client: bytes, msg: Message) -> None:
         clip = self._clip(client, msg.content)
         if len(self._jobs) >= self.max_jobs:
-            raise ProtocolError("busy", f"{len(self._jobs)} propagations are running (the most this server runs)",
-                                retry_after=5.0)
+            raise ProtocolError(
+                "busy", f"{len(self._jobs)} propagations are running (the most this server runs)", retry_after=5.0
+            )
         before = clip.prompts
         job = job_from_content(clip, msg.content, self.roots)
         if len(job.prompts.objects) > self.max_objects:
             clip.prompts = before  # a refused propagation leaves the clip's prompts as they were
-            raise ProtocolError("bad_field", f"prompts: {len(job.prompts.objects)} objects, more than the "
-                                             f"{self.max_objects} one propagation may track (the server's object "
-                                             f"limit, --max-objects)")
+            raise ProtocolError(
+                "bad_field",
+                f"prompts: {len(job.prompts.objects)} objects, more than the "
+                f"{self.max_objects} one propagation may track (the server's object "
+                f"limit, --max-objects)",
+            )
         buffers = field_of(msg.content, "buffers", bool, False)
         run = clip.start_job(self.model, job, buffers)
         with self._cond:
             self._jobs.append(PropagationJob(client, msg.msg_id, clip, run, len(clip.frames), buffers))
-        self._reply(client, msg, "propagate_started", {"clip": clip.id, "job": msg.msg_id, "total": len(clip.frames),
-                                                       "prompts": job.prompts.to_json()})
+        self._reply(
+            client,
+            msg,
+            "propagate_started",
+            {"clip": clip.id, "job": msg.msg_id, "total": len(clip.frames), "prompts": job.prompts.to_json()},
+        )
 
     def _on_close_clip(self, client: bytes, msg: Message) -> None:
         clip = self._clip(client, msg.content, idle=False)
@@ -351,9 +402,17 @@ class Worker(threading.Thread):
             return
         self.frames_done += 1
         buffers: list = []
-        content = {"clip": job.clip.id, "job": job.msg_id, "frame": outcome.frame, "done": job.done,
-                   "total": job.total, "skipped": outcome.skipped, "paths": outcome.paths,
-                   "scores": outcome.scores, "ious": outcome.ious}
+        content = {
+            "clip": job.clip.id,
+            "job": job.msg_id,
+            "frame": outcome.frame,
+            "done": job.done,
+            "total": job.total,
+            "skipped": outcome.skipped,
+            "paths": outcome.paths,
+            "scores": outcome.scores,
+            "ious": outcome.ious,
+        }
         if job.buffers:
             geometry = job.clip.prepared.geometry[outcome.frame]
             content["geometry"] = geometry.to_json()
@@ -368,10 +427,23 @@ class Worker(threading.Thread):
             job.clip.job = None
         stats = job.run.stats
         if status != "error":
-            content = {"clip": job.clip.id, "job": job.msg_id, "status": status, "reason": reason,
-                       "frames_written": stats.frames_written, "frames_skipped": stats.frames_skipped,
-                       "seconds": {k: round(v, 3) for k, v in stats.seconds.items()}}
+            content = {
+                "clip": job.clip.id,
+                "job": job.msg_id,
+                "status": status,
+                "reason": reason,
+                "frames_written": stats.frames_written,
+                "frames_skipped": stats.frames_skipped,
+                "seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
+            }
             self.send(job.client, Message("propagate_done", content, parent_id=job.msg_id))
-        log.info("%s propagation %s %s%s: %d written, %d skipped in %.1fs", job.client.hex()[:8], job.msg_id[:8],
-                 status, f" ({reason})" if reason else "", stats.frames_written, stats.frames_skipped,
-                 time.monotonic() - job.started)
+        log.info(
+            "%s propagation %s %s%s: %d written, %d skipped in %.1fs",
+            job.client.hex()[:8],
+            job.msg_id[:8],
+            status,
+            f" ({reason})" if reason else "",
+            stats.frames_written,
+            stats.frames_skipped,
+            time.monotonic() - job.started,
+        )

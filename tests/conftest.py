@@ -1,4 +1,5 @@
 """Shared fixtures: a seeded random-weight SAM 2.1 tiny checkpoint, EXR plates made from real footage."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,16 @@ def checkpoint(tmp_path_factory) -> str:
 
 
 def model_args(checkpoint: str):
-    return ["--checkpoint", checkpoint, "--model-config", "sam2.1_hiera_t", "--image-size", str(TEST_SIZE),
-            "--device", "cpu"]
+    return [
+        "--checkpoint",
+        checkpoint,
+        "--model-config",
+        "sam2.1_hiera_t",
+        "--image-size",
+        str(TEST_SIZE),
+        "--device",
+        "cpu",
+    ]
 
 
 def write_exr(path, channels: dict, display=None, data=None, pixel_aspect=1.0, pixel_type="half", tiled=False):
@@ -63,8 +72,9 @@ def bedroom_plate(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("bedroom")
     for src in footage_frames(20):
         frame = src.name.split(".")[1]
-        buf = oiio.ImageBufAlgo.colorconvert(oiio.ImageBuf(str(src)), "sRGB - Texture", "ACEScg",
-                                             colorconfig="ocio://studio-config-latest")
+        buf = oiio.ImageBufAlgo.colorconvert(
+            oiio.ImageBuf(str(src)), "sRGB - Texture", "ACEScg", colorconfig="ocio://studio-config-latest"
+        )
         buf.set_write_format(oiio.HALF)
         assert buf.write(str(folder / f"plate.{frame}.exr")), oiio.geterror()
     return str(folder / "plate.####.exr")
@@ -72,8 +82,14 @@ def bedroom_plate(tmp_path_factory) -> str:
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """`mattebridge ...` as a real process; returns (exit status, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "mattebridge.cli", *map(str, args)], cwd=cwd,
-                          env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mattebridge.cli", *map(str, args)],
+        cwd=cwd,
+        env=dict(os.environ, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -106,11 +122,20 @@ class ServerProcess:
         self.port = port or free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.log_path = Path(log_dir) / f"serve-{self.port}.log"
-        self.args = [sys.executable, "-m", "mattebridge.cli", "serve", "--bind", self.address,
-                     *model_args(checkpoint), *map(str, extra)]
+        self.args = [
+            sys.executable,
+            "-m",
+            "mattebridge.cli",
+            "serve",
+            "--bind",
+            self.address,
+            *model_args(checkpoint),
+            *map(str, extra),
+        ]
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._log, cwd=cwd,
-                                        env=dict(os.environ, **(env or {})))
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=self._log, cwd=cwd, env=dict(os.environ, **(env or {}))
+        )
         deadline = time.monotonic() + 120
         line = b""
         while time.monotonic() < deadline and self.process.poll() is None:

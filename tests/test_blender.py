@@ -5,6 +5,7 @@ scenario (tests/blender/bl_*.py) with the extension installed from the built .zi
 repository, talking to a real `mattebridge serve` (random-weight tiny model) on a loopback port. bpy is never
 imported in this interpreter.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ServerProcess, free_port, read_exr, write_exr
-from mattebridge.core.wire import prompts as core_prompts
+
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.paths import inside
+from mattebridge.core.wire import prompts as core_prompts
 from mattebridge.core.wire.prompts import Prompts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +39,8 @@ VALIDATOR = ".venv-blender/lib/python3.11/site-packages/bpy/5.0/scripts/addons_c
 
 def _load(name: str, path: Path, package: bool = False):
     spec = importlib.util.spec_from_file_location(
-        name, path, submodule_search_locations=[str(path.parent)] if package else None)
+        name, path, submodule_search_locations=[str(path.parent)] if package else None
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -65,14 +67,17 @@ def test_file_sequence_from_element_names():
     assert still.name_pattern == "still.png" and still.frames == (1,)
 
 
-@pytest.mark.parametrize("names, words", [
-    (["p.1001.exr", "p.1003.exr"], "not consecutive"),
-    (["p.1001.exr", "q.1002.exr"], "different sequences"),
-    (["p.1001.exr", "p.1002.png"], "different sequences"),
-    (["p.1001.exr", "still.exr"], "no frame number"),
-    (["p.0999.exr", "p.1000.exr", "p.01001.exr"], "padding"),
-    ([], "no image files"),
-])
+@pytest.mark.parametrize(
+    "names, words",
+    [
+        (["p.1001.exr", "p.1003.exr"], "not consecutive"),
+        (["p.1001.exr", "q.1002.exr"], "different sequences"),
+        (["p.1001.exr", "p.1002.png"], "different sequences"),
+        (["p.1001.exr", "still.exr"], "no frame number"),
+        (["p.0999.exr", "p.1000.exr", "p.01001.exr"], "padding"),
+        ([], "no image files"),
+    ],
+)
 def test_file_sequence_refuses_what_the_server_cannot_open_as_one_range(names, words):
     with pytest.raises(MatteBridgeError, match=words):
         frames.file_sequence("/s", names)
@@ -80,15 +85,15 @@ def test_file_sequence_refuses_what_the_server_cannot_open_as_one_range(names, w
 
 def test_strip_timing_matches_blenders_rules():
     # 10 files at timeline 10..19; 2 cut from the content start, 1 from its end; handles at 12..17
-    t = frames.StripTiming(frame_start=10, final_start=12, final_end=17, elements=10, anim_offset_start=2,
-                           anim_offset_end=1)
+    t = frames.StripTiming(
+        frame_start=10, final_start=12, final_end=17, elements=10, anim_offset_start=2, anim_offset_end=1
+    )
     assert [t.element_at(f) for f in range(11, 18)] == [None, 4, 5, 6, 7, 8, None]
     assert t.visible_elements() == [4, 5, 6, 7, 8]
     for e in t.visible_elements():
         assert t.element_at(t.timeline_frame_of(e)) == e
     assert t.timeline_frame_of(2) is None  # trimmed by the handle
-    r = frames.StripTiming(frame_start=10, final_start=11, final_end=18, elements=10, anim_offset_start=2,
-                           reverse=True)
+    r = frames.StripTiming(frame_start=10, final_start=11, final_end=18, elements=10, anim_offset_start=2, reverse=True)
     assert [r.element_at(f) for f in range(11, 18)] == [8, 7, 6, 5, 4, 3, 2]
     seq = frames.file_sequence("/s", [f"n.{i:04d}.exr" for i in range(1, 11)])
     assert frames.timeline_files(r, seq) == [9, 8, 7, 6, 5, 4, 3]
@@ -111,10 +116,17 @@ def test_view_to_plate_inverts_every_transform():
     rng = np.random.default_rng(3)
     for _ in range(200):
         place = mapping.Placement(
-            float(rng.integers(16, 4000)), float(rng.integers(16, 3000)), *rng.uniform(0.1, 4, 2),
-            *rng.uniform(-500, 500, 2), float(rng.uniform(-math.pi, math.pi)), tuple(rng.uniform(0, 1, 2)),
-            bool(rng.integers(2)), bool(rng.integers(2)), float(rng.choice([1.0, 2.0, 0.9])),
-            tuple(rng.uniform(-50, 50, 2)))
+            float(rng.integers(16, 4000)),
+            float(rng.integers(16, 3000)),
+            *rng.uniform(0.1, 4, 2),
+            *rng.uniform(-500, 500, 2),
+            float(rng.uniform(-math.pi, math.pi)),
+            tuple(rng.uniform(0, 1, 2)),
+            bool(rng.integers(2)),
+            bool(rng.integers(2)),
+            float(rng.choice([1.0, 2.0, 0.9])),
+            tuple(rng.uniform(-50, 50, 2)),
+        )
         x, y = rng.uniform(0, place.image_w), rng.uniform(0, place.image_h)
         np.testing.assert_allclose(place.view_to_image(*place.image_to_view(x, y)), (x, y), atol=1e-6)
         np.testing.assert_allclose(place.plate_to_view(*place.view_to_plate(x, y)), (x, y), atol=1e-6)
@@ -158,14 +170,20 @@ def test_store_round_trip_is_the_prompts_json_schema():
     store.set_box(p, "hero", 1001, (1000, 900, 700, 300))  # corners in any order
     store.add_point(p, "prop.2", 1040, 10, 20)
     doc = store.to_store(p)
-    assert doc == {"version": 1, "objects": {
-        "hero": {"1001": {"points": [812.5, 540.5, 1.0, 300.0, 200.0, 0.0], "box": [700.0, 300.0, 1000.0, 900.0]}},
-        "prop.2": {"1040": {"points": [10.0, 20.0, 1.0]}}}}
+    assert doc == {
+        "version": 1,
+        "objects": {
+            "hero": {"1001": {"points": [812.5, 540.5, 1.0, 300.0, 200.0, 0.0], "box": [700.0, 300.0, 1000.0, 900.0]}},
+            "prop.2": {"1040": {"points": [10.0, 20.0, 1.0]}},
+        },
+    }
     back = store.to_prompts(json.loads(json.dumps(doc)))  # what Blender's to_dict() gives after save/reload
     assert back.to_json() == p.to_json()
     assert Prompts.from_json(back.to_json()).to_json() == p.to_json()  # the CLI's reader accepts it as is
-    assert store.frame_prompt(back, "hero", 1001) == ([(812.5, 540.5, True), (300.0, 200.0, False)],
-                                                       (700.0, 300.0, 1000.0, 900.0))
+    assert store.frame_prompt(back, "hero", 1001) == (
+        [(812.5, 540.5, True), (300.0, 200.0, False)],
+        (700.0, 300.0, 1000.0, 900.0),
+    )
     assert store.frame_prompt(back, "hero", 1002) == ([], None)
 
 
@@ -196,8 +214,32 @@ def test_store_object_names_are_the_projects_one_grammar():
     # the extension bundles the torch-free mattebridge wheel: it uses core's check itself (no copy of the pattern),
     # and only adds Blender's 63-character limit on custom-property keys (the prompts are stored under the name)
     assert store.check_project_name is core_prompts.check_object_name
-    names = ["main", "hero_2", "prop.2", "-x", "_", "a-b.c_d", "9", "x" * 63, "x" * 64, "x" * 65, "", ".hidden",
-             "..", "a/b", "a\\b", "has space", " main", "main ", "caf\u00e9", "x\n", "$HOME", "{object}", "~", "a:b"]
+    names = [
+        "main",
+        "hero_2",
+        "prop.2",
+        "-x",
+        "_",
+        "a-b.c_d",
+        "9",
+        "x" * 63,
+        "x" * 64,
+        "x" * 65,
+        "",
+        ".hidden",
+        "..",
+        "a/b",
+        "a\\b",
+        "has space",
+        " main",
+        "main ",
+        "caf\u00e9",
+        "x\n",
+        "$HOME",
+        "{object}",
+        "~",
+        "a:b",
+    ]
     for name in names:
         if core_prompts.OBJECT_NAME.fullmatch(name) and len(name) <= store.MAX_NAME == 63:
             assert store.check_object_name(name) == name
@@ -284,8 +326,10 @@ def blender_server(checkpoint, bedroom_plate, projects, tmp_path_factory):
     folders and every project's matte folder), its working folder an empty folder outside them and outside
     the repository (which holds .venv-blender, i.e. Blender's own config.ocio)."""
     cwd = tmp_path_factory.mktemp("serve_cwd")
-    roots = documented_roots([os.path.dirname(bedroom_plate), projects["problems"] / "broken"],
-                             [folder / "mattes" for folder in projects.values()])
+    roots = documented_roots(
+        [os.path.dirname(bedroom_plate), projects["problems"] / "broken"],
+        [folder / "mattes" for folder in projects.values()],
+    )
     server = serve_documented(checkpoint, roots, cwd, cwd)
     assert not any(inside(os.path.realpath(cwd), r) or inside(r, os.path.realpath(cwd)) for r in server.roots)
     assert not any(inside(str(REPO), r) or inside(r, str(REPO)) for r in server.roots)
@@ -296,8 +340,11 @@ def blender_server(checkpoint, bedroom_plate, projects, tmp_path_factory):
 @pytest.fixture(scope="session")
 def blender_config(blender_python):
     """Blender's own OCIO config, inside its installation (the bpy wheel's datafiles)."""
-    found = sorted(Path(blender_python).parent.parent.glob(
-        "lib/python3.11/site-packages/bpy/*/datafiles/colormanagement/config.ocio"))
+    found = sorted(
+        Path(blender_python).parent.parent.glob(
+            "lib/python3.11/site-packages/bpy/*/datafiles/colormanagement/config.ocio"
+        )
+    )
     assert found, f"no datafiles/colormanagement/config.ocio next to {blender_python}"
     return str(found[-1])
 
@@ -307,9 +354,12 @@ def listed_roots(message: str) -> list:
     return message.rsplit("(", 1)[1].split("; see --allow-root")[0].split(", ")
 
 
-@pytest.mark.skipif(os.name != "posix", reason="the everyone-can-read rule is POSIX; elsewhere configs must be under a root")
-def test_documented_roots_take_blenders_own_config_and_refuse_a_private_one(blender_server, blender_config,
-                                                                           bedroom_plate):
+@pytest.mark.skipif(
+    os.name != "posix", reason="the everyone-can-read rule is POSIX; elsewhere configs must be under a root"
+)
+def test_documented_roots_take_blenders_own_config_and_refuse_a_private_one(
+    blender_server, blender_config, bedroom_plate
+):
     from mattebridge.core.wire.client import Client, ServerError
 
     real = os.path.realpath(blender_config)
@@ -323,6 +373,7 @@ def test_documented_roots_take_blenders_own_config_and_refuse_a_private_one(blen
         lut = spare / "colormanagement" / "filmic" / "filmic_to_0-70_1-03.spi1d"
         assert lut.is_file()
         with Client(blender_server.address, timeout=30) as client:
+
             def opened(config):
                 clip = client.open_clip(bedroom_plate, "1001-1002", colorspace="ACEScg", ocio=str(config))
                 clip.close()
@@ -359,9 +410,19 @@ def test_runner_against_a_real_server(blender_server, projects, bedroom_plate):
         conn.forget()
     mattes = projects["runner"] / "mattes"
     out = str(mattes / jobs.matte_name_pattern("Scene", "my plate!", 4))
-    request = jobs.TrackRequest(blender_server.address, spec, {"version": 1, "objects": [
-        {"name": "hero", "frames": [{"frame": 1002, "points": [{"x": 480, "y": 270, "positive": True}]}]}]},
-        out, "both", 30)
+    request = jobs.TrackRequest(
+        blender_server.address,
+        spec,
+        {
+            "version": 1,
+            "objects": [
+                {"name": "hero", "frames": [{"frame": 1002, "points": [{"x": 480, "y": 270, "positive": True}]}]}
+            ],
+        },
+        out,
+        "both",
+        30,
+    )
     job = jobs.BackgroundJob("track", lambda j: jobs.track(j, request)).start()
     job.thread.join(120)
     kinds = [e.kind for e in job.poll()]
@@ -432,10 +493,16 @@ def test_build_bundles_pyzmq_for_every_platform_and_blender_validates_it(extensi
     assert 'license = ["SPDX:Apache-2.0"]' in manifest and 'id = "mattebridge"' in manifest
     with zipfile.ZipFile(next(REPO.joinpath("plugins/blender/build/wheels").glob("mattebridge-*.whl"))) as w:
         assert not [n for n in w.namelist() if n.startswith(("torch", "sam2"))]
-    validator = REPO / VALIDATOR if not os.environ.get("MATTEBRIDGE_BLENDER_PYTHON") else next(
-        Path(blender_python).parent.parent.glob("lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
-    proc = subprocess.run([blender_python, str(validator), "validate", extension_zip],
-                          capture_output=True, text=True)
+    validator = (
+        REPO / VALIDATOR
+        if not os.environ.get("MATTEBRIDGE_BLENDER_PYTHON")
+        else next(
+            Path(blender_python).parent.parent.glob(
+                "lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+            )
+        )
+    )
+    proc = subprocess.run([blender_python, str(validator), "validate", extension_zip], capture_output=True, text=True)
     assert proc.returncode == 0 and "Success" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -462,8 +529,13 @@ def run_blender(python, script: str, args: dict, work: Path, timeout: float = 30
     env["BLENDER_USER_RESOURCES"] = str(work / "user")
     env["TMPDIR"] = str(work / "tmp")  # Blender's session temp folder stays with the test
     (work / "tmp").mkdir(exist_ok=True)
-    proc = subprocess.run([python, str(SCRIPTS / script), str(arg_path), str(out_path)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [python, str(SCRIPTS / script), str(arg_path), str(out_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert out_path.exists(), f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result = json.loads(out_path.read_text())
     assert "script_error" not in result, result["script_error"] + proc.stderr[-3000:]
@@ -473,9 +545,14 @@ def run_blender(python, script: str, args: dict, work: Path, timeout: float = 30
 @pytest.fixture(scope="module")
 def flow(blender_python, extension_zip, blender_server, projects, bedroom_plate):
     work = projects["flow"]  # the .blend here, its mattes in //mattes/ (allowed), Blender's user folders beside
-    args = {"zip": extension_zip, "address": blender_server.address, "plate_dir": os.path.dirname(bedroom_plate),
-            "blend": str(work / "shot.blend"), "render": str(work / "render.exr"),
-            "prompts_json": str(work / "prompts.json")}
+    args = {
+        "zip": extension_zip,
+        "address": blender_server.address,
+        "plate_dir": os.path.dirname(bedroom_plate),
+        "blend": str(work / "shot.blend"),
+        "render": str(work / "render.exr"),
+        "prompts_json": str(work / "prompts.json"),
+    }
     result, stderr = run_blender(blender_python, "bl_flow.py", args, work)
     return result, stderr, work, args, blender_server
 
@@ -489,9 +566,15 @@ def test_extension_runs_on_its_own_wheels(flow):
 def test_prompts_through_operators_live_on_the_strip(flow):
     r, *_ = flow
     assert r["add_point"][0] == r["add_point_neg"][0] == r["add_box"][0] == "ok"
-    assert r["prompts_before_track"] == {"version": 1, "objects": {"main": {
-        "1005": {"points": [480.5, 300.5, 1.0, 60.0, 40.0, 0.0]},  # timeline 5 of a strip trimmed to 3..10
-        "1008": {"box": [300.0, 100.0, 700.0, 500.0]}}}}
+    assert r["prompts_before_track"] == {
+        "version": 1,
+        "objects": {
+            "main": {
+                "1005": {"points": [480.5, 300.5, 1.0, 60.0, 40.0, 0.0]},  # timeline 5 of a strip trimmed to 3..10
+                "1008": {"box": [300.0, 100.0, 700.0, 500.0]},
+            }
+        },
+    }
 
 
 def test_preview_gives_the_frames_matte(flow):
@@ -524,10 +607,12 @@ def test_track_puts_a_matte_strip_above_with_a_mask_modifier(flow):
     assert matte["colorspace"] == "Non-Color" and src["colorspace"] == "ACEScg"
     assert matte["scale"] == src["scale"]
     assert matte["files"] == [f"main.{f}.exr" for f in range(1003, 1011)]  # the source's frame numbers
-    assert os.path.normpath(matte["directory"]) == os.path.normpath(os.path.join(os.path.dirname(flow[3]["blend"]),
-                                                                                 "mattes", "Scene", "plate"))
-    assert src["modifiers"] == [{"name": "MatteBridge", "type": "MASK", "mask_type": "STRIP",
-                                 "mask_strip": "plate.main.matte"}]
+    assert os.path.normpath(matte["directory"]) == os.path.normpath(
+        os.path.join(os.path.dirname(flow[3]["blend"]), "mattes", "Scene", "plate")
+    )
+    assert src["modifiers"] == [
+        {"name": "MatteBridge", "type": "MASK", "mask_type": "STRIP", "mask_strip": "plate.main.matte"}
+    ]
 
 
 def test_matte_files_carry_the_matte_in_r_g_b_and_a(flow):
@@ -562,8 +647,12 @@ def test_retrack_replaces_the_matte_strip_and_repoints_its_users(flow):
     assert len(os.listdir(work / "mattes" / "Scene" / "plate")) == 16
     assert r["clear_frame"][0] == "ok"
     assert r["prompts_after_clear"]["objects"] == {
-        "main": {"1005": {"points": [480.5, 300.5, 1.0, 60.0, 40.0, 0.0]}, "1008": {"box": [300.0, 100.0, 700.0, 500.0]}},
-        "prop": {"1010": {"points": [800.0, 100.0, 1.0]}}}
+        "main": {
+            "1005": {"points": [480.5, 300.5, 1.0, 60.0, 40.0, 0.0]},
+            "1008": {"box": [300.0, 100.0, 700.0, 500.0]},
+        },
+        "prop": {"1010": {"points": [800.0, 100.0, 1.0]}},
+    }
 
 
 def test_exported_prompts_are_the_cli_schema(flow):
@@ -571,13 +660,20 @@ def test_exported_prompts_are_the_cli_schema(flow):
     assert r["export"][0] == "ok"
     prompts = Prompts.load(args["prompts_json"])
     assert prompts.frames() == [1005, 1008, 1010] and sorted(prompts.objects) == ["main", "prop"]
-    assert [(p.x, p.y, p.positive) for p in prompts.objects["main"][1005].points] == [(480.5, 300.5, True), (60, 40, False)]
+    assert [(p.x, p.y, p.positive) for p in prompts.objects["main"][1005].points] == [
+        (480.5, 300.5, True),
+        (60, 40, False),
+    ]
 
 
 def test_prompts_survive_save_and_reopen(flow, blender_python, extension_zip, tmp_path):
     r0, _, _, args0, _ = flow
-    r, _ = run_blender(blender_python, "bl_reopen.py", {"zip": extension_zip, "blend": args0["blend"],
-                                                        "prompts_json": str(tmp_path / "again.json")}, tmp_path)
+    r, _ = run_blender(
+        blender_python,
+        "bl_reopen.py",
+        {"zip": extension_zip, "blend": args0["blend"], "prompts_json": str(tmp_path / "again.json")},
+        tmp_path,
+    )
     assert r["raw_before_addon"] == r0["prompts_after_clear"]
     assert json.loads((tmp_path / "again.json").read_text()) == store.to_prompts(r0["prompts_after_clear"]).to_json()
     assert r["mattes"] == ["plate.main.matte", "plate.prop.matte"] and r["settings_object"] == "main"
@@ -594,10 +690,16 @@ def test_problems_are_reported_not_raised(blender_python, extension_zip, blender
         folder.mkdir()
         for f in (1, 2):
             (folder / f"broken.{f:04d}.exr").write_text("not an image")
-    args = {"zip": extension_zip, "plate_dir": os.path.dirname(bedroom_plate), "address": blender_server.address,
-            "dead_address": f"tcp://127.0.0.1:{free_port()}", "matte_folder": str(work / "mattes"),
-            "broken_dir": str(broken), "outside_plate_dir": str(outside),
-            "outside_matte_folder": str(work / "not_allowed_mattes")}
+    args = {
+        "zip": extension_zip,
+        "plate_dir": os.path.dirname(bedroom_plate),
+        "address": blender_server.address,
+        "dead_address": f"tcp://127.0.0.1:{free_port()}",
+        "matte_folder": str(work / "mattes"),
+        "broken_dir": str(broken),
+        "outside_plate_dir": str(outside),
+        "outside_matte_folder": str(work / "not_allowed_mattes"),
+    }
     t0 = time.monotonic()
     r, stderr = run_blender(blender_python, "bl_errors.py", args, work)
     expected = {
@@ -641,23 +743,41 @@ def test_geometry_and_timing_agree_with_blenders_renderer(blender_python, extens
     write_exr(tmp_path / "marker.exr", {"R": plate, "G": plate, "B": plate, "A": np.ones_like(plate)})
     window = np.zeros((30, 40), np.float32)
     window[9:11, 14:16] = 1.0  # centred on data-window pixel (15, 10) = display-window pixel (25, 15)
-    write_exr(tmp_path / "window.exr", {"R": window, "G": window, "B": window, "A": np.ones_like(window)},
-              display=(0, 0, 80, 60), data=(10, 5, 40, 30))
+    write_exr(
+        tmp_path / "window.exr",
+        {"R": window, "G": window, "B": window, "A": np.ones_like(window)},
+        display=(0, 0, 80, 60),
+        data=(10, 5, 40, 30),
+    )
     numbered = tmp_path / "numbered"
     numbered.mkdir()
     for n in range(1, 11):
         v = np.full((12, 16), n / 64, np.float32)
         write_exr(numbered / f"num.{n:04d}.exr", {"R": v, "G": v, "B": v, "A": np.ones_like(v)})
-    r, _ = run_blender(blender_python, "bl_mapping.py", {
-        "zip": extension_zip, "marker_plate": str(tmp_path / "marker.exr"), "marker": [41, 11],
-        "numbered_dir": str(numbered), "work": str(tmp_path), "window_plate": str(tmp_path / "window.exr"),
-        "window_marker": [25, 15]}, tmp_path)
+    r, _ = run_blender(
+        blender_python,
+        "bl_mapping.py",
+        {
+            "zip": extension_zip,
+            "marker_plate": str(tmp_path / "marker.exr"),
+            "marker": [41, 11],
+            "numbered_dir": str(numbered),
+            "work": str(tmp_path),
+            "window_plate": str(tmp_path / "window.exr"),
+            "window_marker": [25, 15],
+        },
+        tmp_path,
+    )
     assert len(r["placements"]) == 8
     for case in r["placements"]:
         assert math.dist(case["expected"], case["seen"]) < 0.75, case
         assert math.dist(case["back"], (41, 11)) < 1e-3, case
     dw = r["data_window"]
-    assert dw["size"] == [40, 30] and math.dist(dw["expected"], dw["seen"]) < 0.75 and math.dist(dw["back"], (25, 15)) < 1e-3
+    assert (
+        dw["size"] == [40, 30]
+        and math.dist(dw["expected"], dw["seen"]) < 0.75
+        and math.dist(dw["back"], (25, 15)) < 1e-3
+    )
     fits = {c["case"]: c for c in r["placements"]}
     for name in ("fit", "fill", "stretch", "original"):  # fit_scale is what Blender bakes into the transform
         np.testing.assert_allclose(fits[name]["fit_scale"], fits[name]["scale"], rtol=1e-6)
@@ -670,11 +790,16 @@ def test_geometry_and_timing_agree_with_blenders_renderer(blender_python, extens
     assert reversed_case["shown"] == sorted(reversed_case["shown"], reverse=True)
 
 
-def test_ui_path_returns_at_once_streams_progress_and_cancels(blender_python, extension_zip, blender_server,
-                                                              projects, bedroom_plate):
+def test_ui_path_returns_at_once_streams_progress_and_cancels(
+    blender_python, extension_zip, blender_server, projects, bedroom_plate
+):
     work = projects["ui"]  # mattes in //mattes/, next to ui.blend
-    args = {"zip": extension_zip, "address": blender_server.address, "plate_dir": os.path.dirname(bedroom_plate),
-            "blend": str(work / "ui.blend")}
+    args = {
+        "zip": extension_zip,
+        "address": blender_server.address,
+        "plate_dir": os.path.dirname(bedroom_plate),
+        "blend": str(work / "ui.blend"),
+    }
     r, stderr = run_blender(blender_python, "bl_async.py", args, work)
     assert r["info"] == ["ok", ["FINISHED"]] and r["info_status_at_return"] == "checking" and r["info_status"] == "ok"
     assert r["preview"] == ["ok", ["FINISHED"]] and r["previews_at_return"] == 0 and r["previews"] == 1

@@ -1,4 +1,5 @@
 """QC report: vanish, jump and score-drop flags, and readable JSON/CSV."""
+
 import csv
 import json
 import os
@@ -6,15 +7,15 @@ import os
 import numpy as np
 import pytest
 
-from mattebridge.core.matte.confidence import QCReport, matte_stats
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.matte.confidence import QCReport, matte_stats
 
 H, W = 90, 160
 
 
 def _box(x, y, w=20, h=20):
     a = np.zeros((H, W), np.float32)
-    a[y:y + h, x:x + w] = 1
+    a[y : y + h, x : x + w] = 1
     return a
 
 

@@ -1,6 +1,7 @@
 """Hostile paths: every file the server or `track` opens is checked where it is opened, and no output ever
 resolves to an input. Each attack runs against a real `mattebridge serve` on a loopback port whose only
 allowed root is `root/`; a canary folder outside it is checked for new or changed files after each attack."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,8 @@ import os
 import numpy as np
 import pytest
 import zmq
-
 from conftest import ServerProcess, run_cli, write_exr
+
 from mattebridge.core.wire.client import Client, ServerError
 from mattebridge.core.wire.protocol import Message, decode, encode
 
@@ -125,8 +126,10 @@ def test_mask_paths_outside_the_roots_are_refused_without_telling_whether_they_e
         disc_mask(str(site["root"] / "mask.exr"))
         assert clip.prompt(1, "m", mask=site["root"] / "mask.exr", edge="raw").alpha["m"].shape == (H, W)
         # and a propagation's prompts cannot name one outside either
-        prompts = {"version": 1, "objects": [{"name": "m", "frames": [
-            {"frame": 1, "mask": str(site["canary"] / "secret_mask.exr")}]}]}
+        prompts = {
+            "version": 1,
+            "objects": [{"name": "m", "frames": [{"frame": 1, "mask": str(site["canary"] / "secret_mask.exr")}]}],
+        }
         code, _ = error_code(lambda: list(clip.propagate(out=str(site["root"] / "p" / "m.####.exr"), prompts=prompts)))
         assert code == "forbidden_path"
         assert not (site["root"] / "p").exists() or not os.listdir(site["root"] / "p")
@@ -142,8 +145,11 @@ def test_outputs_through_symlinks_inside_the_root_are_refused(site, canary_uncha
         with Client(site["server"].address, timeout=60) as client:
             clip = client.open_clip(site["plate"], "1-3")
             clip.prompt(1, "evil", points=[(48, 32, True)], edge="raw")
-            for out in (root / "escape" / "{object}.####.exr", root / "frames" / "####" / "evil.exr",
-                        root / "escape" / "x.####.exr"):
+            for out in (
+                root / "escape" / "{object}.####.exr",
+                root / "frames" / "####" / "evil.exr",
+                root / "escape" / "x.####.exr",
+            ):
                 code, text = error_code(lambda: list(clip.propagate(out=str(out), edge="raw")))
                 assert code == "forbidden_path" and "out " in text
             for key in ("cutout", "report"):
@@ -205,8 +211,11 @@ def test_propagate_refuses_to_write_over_the_plate(site, canary_unchanged):
     with Client(site["server"].address, timeout=60) as client:
         clip = client.open_clip(site["plate"], "1-3")
         clip.prompt(1, "main", points=[(48, 32, True)], edge="raw")
-        for kwargs in ({"out": site["plate"]}, {"out": site["plate"].replace("####", "%04d")},
-                       {"out": str(site["root"] / "ok.####.exr"), "cutout": site["plate"]}):
+        for kwargs in (
+            {"out": site["plate"]},
+            {"out": site["plate"].replace("####", "%04d")},
+            {"out": str(site["root"] / "ok.####.exr"), "cutout": site["plate"]},
+        ):
             code, text = error_code(lambda: list(clip.propagate(edge="raw", **kwargs)))
             assert code == "bad_field" and "plate frame" in text
     assert snapshot(plate_dir) == before
@@ -247,8 +256,9 @@ def test_track_refuses_any_output_that_resolves_to_an_input(checkpoint, tmp_path
         extra, out = ["--mask", str(tmp_path / "mk.0001.exr") + "@1"], str(tmp_path / "mk.####.exr")
     before = snapshot(tmp_path)
     points = [] if spelling == "mask" else ["--point", "48,32"]
-    code, _, err = run_cli("track", plate_copy, "--frames", "1-2", *points, "--edge", "raw", "--out", out, *extra,
-                           *model_args(checkpoint))
+    code, _, err = run_cli(
+        "track", plate_copy, "--frames", "1-2", *points, "--edge", "raw", "--out", out, *extra, *model_args(checkpoint)
+    )
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mattebridge: error:") and "refusing to overwrite" in lines[0]
@@ -262,8 +272,17 @@ def test_a_mask_whose_pixels_all_lie_in_the_overscan_is_refused(checkpoint, tmp_
     a = np.zeros((H + 40, W + 40), np.float32)
     a[:15, :] = 1.0  # only in the 20-pixel overscan band above the display window
     mask = write_exr(tmp_path / "overscan.exr", {"A": a}, display=(0, 0, W, H), data=(-20, -20, W + 40, H + 40))
-    code, _, err = run_cli("track", plate_copy, "--frames", "1-2", "--mask", mask, "--out",
-                           str(tmp_path / "m" / "m.####.exr"), *model_args(checkpoint))
+    code, _, err = run_cli(
+        "track",
+        plate_copy,
+        "--frames",
+        "1-2",
+        "--mask",
+        mask,
+        "--out",
+        str(tmp_path / "m" / "m.####.exr"),
+        *model_args(checkpoint),
+    )
     errors = [line for line in err.splitlines() if line.startswith("mattebridge: error:")]
     assert code == 2 and len(errors) == 1 and errors[0] == err.strip().splitlines()[-1] and "Traceback" not in err
     assert "overscan.exr" in errors[0] and "frame 1" in errors[0] and "outside the display window" in errors[0]
@@ -295,6 +314,7 @@ def test_colour_configs_outside_the_roots_only_when_every_user_may_read_them(sit
     (root / "sneaky.ocio").write_text(CONFIG.format(search=private))  # in the root, its LUTs outside
     try:
         with Client(site["server"].address, timeout=60) as client:
+
             def open_with(config):
                 return client.open_clip(site["plate"], "1-2", colorspace="lin", ocio=str(config), view="sRGB/Look")
 

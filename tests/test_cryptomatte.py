@@ -1,5 +1,6 @@
 """Cryptomatte ids, manifest, ranks, overlapping objects, and a real EXR written by write_matte: read back with
 OIIO and decoded by a real Blender's compositor (its Cryptomatte node) in its own process."""
+
 import json
 import os
 import re
@@ -13,15 +14,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mattebridge.core.image.cryptomatte import (cryptomatte_channels, cryptomatte_metadata, layer_key, manifest,
-                                          mm3_hash32, name_to_float, shared_coverage)
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.image.cryptomatte import (
+    cryptomatte_channels,
+    cryptomatte_metadata,
+    layer_key,
+    manifest,
+    mm3_hash32,
+    name_to_float,
+    shared_coverage,
+)
 from mattebridge.core.image.matte_io import read_metadata, write_matte
 from mattebridge.core.image.plate import Geometry
 
 
 def reference_mm3(data: bytes, seed: int = 0) -> int:
     """MurmurHash3_x86_32 written from the reference C, byte by byte (independent of the module's)."""
+
     def rotl(x, r):
         return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF
 
@@ -37,7 +46,7 @@ def reference_mm3(data: bytes, seed: int = 0) -> int:
         h ^= mix(k)
         h = rotl(h, 13)
         h = (h * 5 + 0xE6546B64) & 0xFFFFFFFF
-    tail, k = data[4 * nblocks:], 0
+    tail, k = data[4 * nblocks :], 0
     if len(tail) == 3:
         k ^= tail[2] << 16
     if len(tail) >= 2:
@@ -91,8 +100,12 @@ def test_metadata_keys():
     meta = cryptomatte_metadata("CryptoObject", ["a", "b"])
     key = f"{reference_mm3(b'CryptoObject'):08x}"[:7]
     assert layer_key("CryptoObject") == key
-    assert meta == {f"cryptomatte/{key}/name": "CryptoObject", f"cryptomatte/{key}/hash": "MurmurHash3_32",
-                    f"cryptomatte/{key}/conversion": "uint32_to_float32", f"cryptomatte/{key}/manifest": manifest(["a", "b"])}
+    assert meta == {
+        f"cryptomatte/{key}/name": "CryptoObject",
+        f"cryptomatte/{key}/hash": "MurmurHash3_32",
+        f"cryptomatte/{key}/conversion": "uint32_to_float32",
+        f"cryptomatte/{key}/manifest": manifest(["a", "b"]),
+    }
 
 
 def _mattes(h=6, w=8):
@@ -114,7 +127,7 @@ def expected_coverage(mattes):
 
 def test_channels_rank_by_coverage():
     ch = cryptomatte_channels("CryptoObject", _mattes())
-    assert list(ch) == [f"CryptoObject{l:02d}.{c}" for l in (0, 1) for c in "RGBA"]  # 3 objects -> 4 ranks
+    assert list(ch) == [f"CryptoObject{k:02d}.{c}" for k in (0, 1) for c in "RGBA"]  # 3 objects -> 4 ranks
     ida, idb, idc = (name_to_float(n) for n in ("alpha_obj", "beta", "gamma"))
     r0, c0 = ch["CryptoObject00.R"], ch["CryptoObject00.G"]
     r1, c1 = ch["CryptoObject00.B"], ch["CryptoObject00.A"]
@@ -152,8 +165,7 @@ def test_shared_coverage_cleans_input():
 
 
 _SHAPE = (5, 7)
-_alpha = hnp.arrays(np.float32, _SHAPE, elements=st.one_of(
-    st.sampled_from([0.0, 1.0, 0.5]), st.floats(0, 1, width=32)))
+_alpha = hnp.arrays(np.float32, _SHAPE, elements=st.one_of(st.sampled_from([0.0, 1.0, 0.5]), st.floats(0, 1, width=32)))
 
 
 @settings(max_examples=60, deadline=None)
@@ -162,8 +174,11 @@ def test_overlap_invariants(alphas):
     names = [f"obj{i}" for i in range(len(alphas))]
     mattes = dict(zip(names, alphas))
     ch = cryptomatte_channels("CryptoObject", mattes)
-    ranks = [(ch[f"CryptoObject{l:02d}.{i}"], ch[f"CryptoObject{l:02d}.{c}"])
-             for l in range(len(ch) // 4) for i, c in (("R", "G"), ("B", "A"))]
+    ranks = [
+        (ch[f"CryptoObject{k:02d}.{i}"], ch[f"CryptoObject{k:02d}.{c}"])
+        for k in range(len(ch) // 4)
+        for i, c in (("R", "G"), ("B", "A"))
+    ]
     ids = np.stack([r[0] for r in ranks])
     cov = np.stack([r[1] for r in ranks]).astype(np.float64)
     assert cov.sum(0).max() <= 1 + 1e-6  # a pixel's coverages never add up to more than the pixel
@@ -176,7 +191,7 @@ def test_overlap_invariants(alphas):
     decoded = {n: _decode(ch, "CryptoObject", man, n) for n in names}
     for n in names:
         assert np.allclose(decoded[n], want[n], rtol=0, atol=1e-6), n
-        alone = (total <= 1)  # no overlap (one object, or edge to edge): exactly the object's matte
+        alone = total <= 1  # no overlap (one object, or edge to edge): exactly the object's matte
         assert np.array_equal(decoded[n][alone], mattes[n][alone]), n
     union = sum(decoded.values())
     assert np.allclose(union, np.minimum(total, 1.0), atol=1e-6)  # all ids together: the cutout's alpha
@@ -195,9 +210,9 @@ def _decode(channels, layer, manifest_json, name):
     want = np.uint32(int(json.loads(manifest_json)[name], 16))
     out = np.float32(0)
     levels = sorted({m.group(1) for k in channels for m in [re.fullmatch(re.escape(layer) + r"(\d+)\.[RGBA]", k)] if m})
-    for l in levels:
+    for lv in levels:
         for idc, covc in (("R", "G"), ("B", "A")):
-            ids, cov = channels[f"{layer}{l}.{idc}"], channels[f"{layer}{l}.{covc}"]
+            ids, cov = channels[f"{layer}{lv}.{idc}"], channels[f"{layer}{lv}.{covc}"]
             out = out + np.where(np.asarray(ids, np.float32).view(np.uint32) == want, cov, np.float32(0))
     return out
 
@@ -240,8 +255,14 @@ def test_exr_header_is_what_decoders_look_for(tmp_path):
 
     mattes = _mattes()
     path = str(tmp_path / "crypto.exr")
-    write_matte(path, cryptomatte_channels("CryptoObject", mattes), Geometry((0, 0, 8, 6), (0, 0, 8, 6)), {},
-                pixel_type="float", standard_metadata=cryptomatte_metadata("CryptoObject", mattes))
+    write_matte(
+        path,
+        cryptomatte_channels("CryptoObject", mattes),
+        Geometry((0, 0, 8, 6), (0, 0, 8, 6)),
+        {},
+        pixel_type="float",
+        standard_metadata=cryptomatte_metadata("CryptoObject", mattes),
+    )
     inp = oiio.ImageInput.open(path)
     names = {a.name for a in inp.spec().extra_attribs}
     inp.close()
@@ -257,8 +278,14 @@ def test_exr_metadata_follows_the_spec(tmp_path):
 
     mattes = _mattes()
     path = str(tmp_path / "crypto.exr")
-    write_matte(path, cryptomatte_channels("CryptoObject", mattes), Geometry((0, 0, 8, 6), (0, 0, 8, 6)), {},
-                pixel_type="float", standard_metadata=cryptomatte_metadata("CryptoObject", mattes))
+    write_matte(
+        path,
+        cryptomatte_channels("CryptoObject", mattes),
+        Geometry((0, 0, 8, 6), (0, 0, 8, 6)),
+        {},
+        pixel_type="float",
+        standard_metadata=cryptomatte_metadata("CryptoObject", mattes),
+    )
     inp = oiio.ImageInput.open(path)
     spec = inp.spec()
     attrs = {a.name: a for a in spec.extra_attribs}
@@ -280,7 +307,7 @@ def test_exr_metadata_follows_the_spec(tmp_path):
         h = reference_mm3(name.encode("utf-8"))
         assert int(hexid, 16) == (h ^ (1 << 23) if (h >> 23) & 0xFF in (0, 255) else h)
     assert str(spec.format) == "float"
-    assert sorted(spec.channelnames) == sorted(f"CryptoObject{l:02d}.{c}" for l in (0, 1) for c in "RGBA")
+    assert sorted(spec.channelnames) == sorted(f"CryptoObject{k:02d}.{c}" for k in (0, 1) for c in "RGBA")
     _, px = _read_exr(path)
     ids = {int(b) for n, p in px.items() if n.endswith((".R", ".B")) for b in np.unique(p.view(np.uint32))}
     assert ids - {0} == {int(h, 16) for h in man.values()}
@@ -337,13 +364,19 @@ def blender_decode(tmp_path, exr, size, matte_ids, layer="CryptoObject"):
     (work / "tmp").mkdir(parents=True)
     script, arg_path, out_path = work / "decode.py", work / "args.json", work / "result.json"
     script.write_text(BLENDER_DECODE)
-    arg_path.write_text(json.dumps({"exr": str(exr), "size": list(size), "matte_ids": matte_ids, "layer": layer,
-                                    "out": str(work)}))
+    arg_path.write_text(
+        json.dumps({"exr": str(exr), "size": list(size), "matte_ids": matte_ids, "layer": layer, "out": str(work)})
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "OCIO", "VIRTUAL_ENV")}
     env["BLENDER_USER_RESOURCES"] = str(work / "user")
     env["TMPDIR"] = str(work / "tmp")
-    proc = subprocess.run([BLENDER_PYTHON, str(script), str(arg_path), str(out_path)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [BLENDER_PYTHON, str(script), str(arg_path), str(out_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out_path.exists(), f"Blender exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result = json.loads(out_path.read_text())
     assert "script_error" not in result, result["script_error"] + proc.stderr[-3000:]
@@ -370,13 +403,19 @@ def test_blender_cryptomatte_node_decodes_overlapping_objects(tmp_path):
     mattes = {"hero": hero, "prop.L": prop}
     exr = tmp_path / "crypto.1001.exr"
     channels = dict(cryptomatte_channels("CryptoObject", mattes), **{f"{n}.A": a for n, a in mattes.items()})
-    write_matte(str(exr), channels, Geometry((0, 0, w, h), (0, 0, w, h)), {}, pixel_type="float",
-                standard_metadata=cryptomatte_metadata("CryptoObject", mattes))
+    write_matte(
+        str(exr),
+        channels,
+        Geometry((0, 0, w, h), (0, 0, w, h)),
+        {},
+        pixel_type="float",
+        standard_metadata=cryptomatte_metadata("CryptoObject", mattes),
+    )
 
     got, result = blender_decode(tmp_path, exr, (w, h), ["hero", "prop.L", "hero,prop.L"])
     assert result["image_type"] == "MULTILAYER"
     for name in mattes:  # Blender's own hash of the name is our id, bit for bit
-        (entry_name, encoded), = result["hashes"][name]
+        ((entry_name, encoded),) = result["hashes"][name]
         assert entry_name == name
         assert np.float32(encoded).view(np.uint32) == np.uint32(int(json.loads(manifest(mattes))[name], 16))
     want = expected_coverage(mattes)

@@ -1,4 +1,5 @@
 """The streaming engine against sam2's own SAM2VideoPredictor, and its memory staying flat."""
+
 from __future__ import annotations
 
 import resource
@@ -6,14 +7,14 @@ from unittest import mock
 
 import numpy as np
 import torch
-
 from conftest import TEST_SIZE, write_exr
-from mattebridge.core.matte.alpha import logits_over_data_window
-from mattebridge.core.image.colour import DisplayTransform
-from mattebridge.core.engine.tracker.tracker import ObjectPrompt, StreamingTracker
+
 from mattebridge.core.engine.tracker.feed import ModelFeed
 from mattebridge.core.engine.tracker.models import load_model
+from mattebridge.core.engine.tracker.tracker import ObjectPrompt, StreamingTracker
+from mattebridge.core.image.colour import DisplayTransform
 from mattebridge.core.image.plate import read_header, read_plate
+from mattebridge.core.matte.alpha import logits_over_data_window
 from mattebridge.core.wire.sequence import frame_path
 
 N = 20  # >= max_obj_ptrs_in_encoder, the condition for bit-identity with sam2's num_frames
@@ -21,8 +22,9 @@ A_FIRST, B_FIRST, A_FIX = 5, 8, 12
 
 
 def _feed(pattern, count, first=1001):
-    transform = DisplayTransform("ocio://studio-config-latest", "ACEScg", "sRGB - Display",
-                                 "ACES 2.0 - SDR 100 nits (Rec.709)")
+    transform = DisplayTransform(
+        "ocio://studio-config-latest", "ACEScg", "sRGB - Display", "ACES 2.0 - SDR 100 nits (Rec.709)"
+    )
     paths = [frame_path(pattern, first + i) for i in range(count)]
     return ModelFeed(paths, read_plate, TEST_SIZE, transform)
 
@@ -30,8 +32,10 @@ def _feed(pattern, count, first=1001):
 def _prompts(width, height):
     a = ObjectPrompt(points=np.array([[480 / width, 300 / height]], np.float32), labels=np.array([1], np.int32))
     b = ObjectPrompt(box=np.array([100 / width, 150 / height, 300 / width, 450 / height], np.float32))
-    fix = ObjectPrompt(points=np.array([[480 / width, 300 / height], [700 / width, 100 / height]], np.float32),
-                       labels=np.array([1, 0], np.int32))
+    fix = ObjectPrompt(
+        points=np.array([[480 / width, 300 / height], [700 / width, 100 / height]], np.float32),
+        labels=np.array([1, 0], np.int32),
+    )
     return a, b, fix
 
 
@@ -113,4 +117,6 @@ def test_long_shot_memory_is_flat(checkpoint, tmp_path):
     # the conditioning frame, what lies within reach of it, and what lies within reach of the current frame
     assert max(held.values()) <= 2 * (tracker.reach + 1)
     assert held[299] == held[60]
-    assert peak[299] - peak[60] < 64 * 1024, f"peak RSS grew {(peak[299] - peak[60]) / 1024:.0f} MiB from frame 60 to 299"
+    assert peak[299] - peak[60] < 64 * 1024, (
+        f"peak RSS grew {(peak[299] - peak[60]) / 1024:.0f} MiB from frame 60 to 299"
+    )

@@ -1,4 +1,5 @@
 """Hole filling and island removal on soft mattes and on the model's logit grid."""
+
 import numpy as np
 
 from mattebridge.core.matte.holes import fill_holes, fill_holes_logits, label_runs, small_components
@@ -49,11 +50,11 @@ def test_spiral_is_one_component():
     # a long snake (the worst case for label propagation) must be one component
     m = np.zeros((41, 41), bool)
     for i in range(0, 20, 2):
-        m[i, i:41 - i] = m[40 - i, i:41 - i] = True
-        m[i:41 - i, 40 - i] = True
-        m[i + 2:41 - i, i] = True
+        m[i, i : 41 - i] = m[40 - i, i : 41 - i] = True
+        m[i : 41 - i, 40 - i] = True
+        m[i + 2 : 41 - i, i] = True
         if i + 2 < 20:
-            m[i + 2, i:i + 3] = True
+            m[i + 2, i : i + 3] = True
     assert _run_labels(m, False)[1] == _flood_labels(m, False)[1]
 
 
@@ -65,7 +66,7 @@ def _soft_square(h=120, w=160):
 
 
 def _soft_disk(a, cx, cy, r, value):
-    yy, xx = np.mgrid[0:a.shape[0], 0:a.shape[1]] + 0.5
+    yy, xx = np.mgrid[0 : a.shape[0], 0 : a.shape[1]] + 0.5
     cover = np.clip(r - np.hypot(xx - cx, yy - cy) + 0.5, 0, 1)
     return (a * (1 - cover) + value * cover).astype(np.float32)
 

@@ -3,6 +3,7 @@
 Every expected failure is one line naming the file, frame or field (a ProtocolError / MatteBridgeError), never a
 traceback, and nothing a client sends ends the server's receive loop.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,18 +13,31 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
-
 from conftest import REPO, model_args, run_cli, write_exr
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.plate import read_header, read_mask, read_plate
 from mattebridge.core.wire.prompts import Prompts
-from mattebridge.core.wire.protocol import (ERRORS, MAX_JSON_DEPTH, TAG, Message, ProtocolError, decode, encode,
-                                       json_depth)
+from mattebridge.core.wire.protocol import (
+    ERRORS,
+    MAX_JSON_DEPTH,
+    TAG,
+    Message,
+    ProtocolError,
+    decode,
+    encode,
+    json_depth,
+)
 
 CORRUPT = REPO / "tests" / "data" / "corrupt"  # damaged EXRs from OpenEXR's own test suite (see its README.md)
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 HEADER = json.dumps({"msg_id": "m1", "msg_type": "hello", "version": 1}).encode()
 
 
@@ -64,11 +78,19 @@ def test_deeply_nested_frame_is_a_bad_message_not_a_recursion_error(which):
                 decode([TAG, HEADER, doc])
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b'{"x": NaN}', "NaN"), (b'{"x": Infinity}', "Infinity"), (b'{"x": -Infinity}', "-Infinity"),
-    (b'{"x": 1e999}', "out of range"), (b'{"x": "\\ud800"}', "surrogate"), (b'{"\\udfff": 1}', "surrogate"),
-    (b'{"x": "\xff\xfe"}', "utf-8"), (b'{"x": ' + b"9" * 5000 + b"}", "digits"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b'{"x": NaN}', "NaN"),
+        (b'{"x": Infinity}', "Infinity"),
+        (b'{"x": -Infinity}', "-Infinity"),
+        (b'{"x": 1e999}', "out of range"),
+        (b'{"x": "\\ud800"}', "surrogate"),
+        (b'{"\\udfff": 1}', "surrogate"),
+        (b'{"x": "\xff\xfe"}', "utf-8"),
+        (b'{"x": ' + b"9" * 5000 + b"}", "digits"),
+    ],
+)
 def test_non_finite_numbers_invalid_unicode_are_bad_messages(content, reason):
     with pytest.raises(ProtocolError) as info:
         decode([TAG, HEADER, content])
@@ -76,7 +98,7 @@ def test_non_finite_numbers_invalid_unicode_are_bad_messages(content, reason):
 
 
 def test_json_that_is_fine_still_decodes():
-    content = {"big": 10 ** 400, "emoji": "\U0001F600", "neg": -0.0, "tiny": 5e-324, "points": [[1.5, 2, True]]}
+    content = {"big": 10**400, "emoji": "\U0001f600", "neg": -0.0, "tiny": 5e-324, "points": [[1.5, 2, True]]}
     msg = decode([TAG, HEADER, json.dumps(content).encode(), b"\0" * 8])  # ensure_ascii: a surrogate *pair*
     assert msg.content == content and msg.buffers == [b"\0" * 8]
 
@@ -89,12 +111,14 @@ def test_server_answers_a_deep_message_with_an_error_and_keeps_serving(mb_server
     sock.setsockopt(zmq.RCVTIMEO, 20000)
     sock.connect(mb_server.address)
     try:
-        for frames in ([TAG, HEADER, nested(1000)],  # 2 KB nested 1000 deep: was a RecursionError, the server died
-                       [TAG, nested(1000, b"{", b"}", b'"a":1'), b"{}"],
-                       [TAG, HEADER, b"[" * 20000],
-                       [TAG, HEADER, b'{"x": NaN}'],
-                       [TAG, HEADER, b'{"x": "\\udc80"}'],
-                       [TAG, HEADER, b"\xff" * 10]):
+        for frames in (
+            [TAG, HEADER, nested(1000)],  # 2 KB nested 1000 deep: was a RecursionError, the server died
+            [TAG, nested(1000, b"{", b"}", b'"a":1'), b"{}"],
+            [TAG, HEADER, b"[" * 20000],
+            [TAG, HEADER, b'{"x": NaN}'],
+            [TAG, HEADER, b'{"x": "\\udc80"}'],
+            [TAG, HEADER, b"\xff" * 10],
+        ):
             sock.send_multipart(frames)
             reply = decode(sock.recv_multipart())
             assert reply.msg_type == "error" and reply.content["code"] == "bad_message", reply.content
@@ -110,17 +134,45 @@ def test_server_answers_a_deep_message_with_an_error_and_keeps_serving(mb_server
 
 # --- the decoder, fuzzed -------------------------------------------------------------------------------
 def _json_leaves():
-    return (st.none() | st.booleans() | st.integers() | st.integers(min_value=10 ** 300, max_value=10 ** 400)
-            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20))
+    return (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.integers(min_value=10**300, max_value=10**400)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text(max_size=20)
+    )
 
 
-json_docs = st.recursive(_json_leaves(), lambda kids: st.lists(kids, max_size=4)
-                         | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=25)
+json_docs = st.recursive(
+    _json_leaves(),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    max_leaves=25,
+)
 
 # raw JSON tokens a serialiser would never write; spliced into otherwise valid documents
-HOSTILE_TOKENS = [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"1" + b"0" * 400, b"9" * 5000,
-                  b'"\\ud800"', b'"\\udc00\\ud800"', b'"\\ud83d\\ude00"', b'"\xff"', b'"\xed\xa0\x80"', b'"\xc0\xaf"',
-                  nested(40), nested(33, b"{", b"}", b'"k": 1'), b"[" * 3000, b"]" * 10, b'"\\', b"\x00", b"true"]
+HOSTILE_TOKENS = [
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b"1e999",
+    b"-1e999",
+    b"1" + b"0" * 400,
+    b"9" * 5000,
+    b'"\\ud800"',
+    b'"\\udc00\\ud800"',
+    b'"\\ud83d\\ude00"',
+    b'"\xff"',
+    b'"\xed\xa0\x80"',
+    b'"\xc0\xaf"',
+    nested(40),
+    nested(33, b"{", b"}", b'"k": 1'),
+    b"[" * 3000,
+    b"]" * 10,
+    b'"\\',
+    b"\x00",
+    b"true",
+]
 
 
 def mostly(main, rare, odds: int = 4):
@@ -146,22 +198,38 @@ def with_tokens(draw, docs):
     return text
 
 
-json_with_slots = st.recursive(_json_leaves() | st.just(SLOT), lambda kids: st.lists(kids, max_size=4)
-                               | st.dictionaries(st.text(max_size=8) | st.just(SLOT), kids, max_size=4), max_leaves=25)
+json_with_slots = st.recursive(
+    _json_leaves() | st.just(SLOT),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8) | st.just(SLOT), kids, max_size=4),
+    max_leaves=25,
+)
 hostile_json = with_tokens(json_with_slots)
-content_json = with_tokens(st.dictionaries(st.text(max_size=8), mostly(json_with_slots, st.just(SLOT), 2), min_size=1,
-                                          max_size=4))
-header_json = with_tokens(st.fixed_dictionaries(
-    {"msg_id": mostly(st.just("m1"), _json_leaves() | st.just(SLOT)),
-     "msg_type": mostly(st.sampled_from(["hello", "prompt", "nope"]), _json_leaves() | st.just(SLOT)),
-     "version": mostly(st.just(1), _json_leaves() | st.just(SLOT))},
-    optional={"session": mostly(st.text(max_size=8), json_with_slots), "parent_id": mostly(st.just("p"), json_with_slots)}))
+content_json = with_tokens(
+    st.dictionaries(st.text(max_size=8), mostly(json_with_slots, st.just(SLOT), 2), min_size=1, max_size=4)
+)
+header_json = with_tokens(
+    st.fixed_dictionaries(
+        {
+            "msg_id": mostly(st.just("m1"), _json_leaves() | st.just(SLOT)),
+            "msg_type": mostly(st.sampled_from(["hello", "prompt", "nope"]), _json_leaves() | st.just(SLOT)),
+            "version": mostly(st.just(1), _json_leaves() | st.just(SLOT)),
+        },
+        optional={
+            "session": mostly(st.text(max_size=8), json_with_slots),
+            "parent_id": mostly(st.just("p"), json_with_slots),
+        },
+    )
+)
 
 frames_strategy = mostly(
-    st.tuples(mostly(st.just(TAG), st.sampled_from([b"mattebridg", b"", TAG + b"\0"]), 9),
-              mostly(header_json, hostile_json, 9), mostly(content_json, hostile_json),
-              st.lists(st.binary(max_size=16), max_size=3)).map(lambda t: [t[0], t[1], t[2], *t[3]]),
-    st.lists(st.binary(max_size=64), max_size=6))  # anything at all
+    st.tuples(
+        mostly(st.just(TAG), st.sampled_from([b"mattebridg", b"", TAG + b"\0"]), 9),
+        mostly(header_json, hostile_json, 9),
+        mostly(content_json, hostile_json),
+        st.lists(st.binary(max_size=16), max_size=3),
+    ).map(lambda t: [t[0], t[1], t[2], *t[3]]),
+    st.lists(st.binary(max_size=64), max_size=6),
+)  # anything at all
 
 
 @FUZZ
@@ -197,8 +265,15 @@ def test_prompts_file_nested_5000_deep_is_one_error_line(tmp_path):
     assert "not valid JSON" in _load_error(tmp_path / "deep_obj.json")
 
 
-@pytest.mark.parametrize("token,reason", [("NaN", "NaN is not a JSON number"), ("Infinity", "Infinity"),
-                                          ("-Infinity", "-Infinity"), ("1e999", "out of range")])
+@pytest.mark.parametrize(
+    "token,reason",
+    [
+        ("NaN", "NaN is not a JSON number"),
+        ("Infinity", "Infinity"),
+        ("-Infinity", "-Infinity"),
+        ("1e999", "out of range"),
+    ],
+)
 def test_prompts_file_with_non_finite_coordinates_is_refused(tmp_path, token, reason):
     text = '{"version": 1, "objects": [{"name": "hero", "frames": [{"frame": 1, "points": [{"x": %s, "y": 5}]}]}]}'
     (tmp_path / "p.json").write_text(text % token)
@@ -225,8 +300,20 @@ def test_track_with_a_deep_prompts_file_exits_2_with_one_line(tmp_path):
         write_exr(tmp_path / f"plate.{f:04d}.exr", {c: np.full((16, 24), 0.5, np.float32) for c in "RGB"})
     deep = tmp_path / "deep.json"
     deep.write_bytes(nested(5000))
-    code, _, err = run_cli("track", tmp_path / "plate.####.exr", "--frames", "1-2", "--prompts", deep,
-                           "--out", tmp_path / "out" / "m.####.exr", "--colorspace", "ACEScg", "--device", "cpu")
+    code, _, err = run_cli(
+        "track",
+        tmp_path / "plate.####.exr",
+        "--frames",
+        "1-2",
+        "--prompts",
+        deep,
+        "--out",
+        tmp_path / "out" / "m.####.exr",
+        "--colorspace",
+        "ACEScg",
+        "--device",
+        "cpu",
+    )
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith(f"mattebridge: error: {deep}: ") and "5000 levels" in lines[0], err
@@ -234,21 +321,45 @@ def test_track_with_a_deep_prompts_file_exits_2_with_one_line(tmp_path):
 
 
 # --- prompts parsing, fuzzed ---------------------------------------------------------------------------
-leaf = st.one_of(st.none(), st.booleans(), st.integers(-10 ** 6, 10 ** 6), st.integers(10 ** 300, 10 ** 400),
-                 st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["nan", "inf", "-inf", "1e999", "12"]),
-                 st.text(max_size=10), st.just(SLOT))  # SLOT: a raw hostile token when the document is a file
-anything = st.recursive(leaf, lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=6), kids,
-                                                                                          max_size=4), max_leaves=20)
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.integers(10**300, 10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["nan", "inf", "-inf", "1e999", "12"]),
+    st.text(max_size=10),
+    st.just(SLOT),
+)  # SLOT: a raw hostile token when the document is a file
+anything = st.recursive(
+    leaf,
+    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=6), kids, max_size=4),
+    max_leaves=20,
+)
 value = mostly(leaf, anything, 2)  # mostly scalars, sometimes any shape
 point = mostly(st.fixed_dictionaries({"x": value, "y": value}, optional={"positive": value}), value)
-frame = mostly(st.fixed_dictionaries({"frame": value}, optional={
-    "points": mostly(st.lists(point, max_size=3), value), "box": mostly(st.lists(value, min_size=3, max_size=5), value),
-    "mask": value}), value)
+frame = mostly(
+    st.fixed_dictionaries(
+        {"frame": value},
+        optional={
+            "points": mostly(st.lists(point, max_size=3), value),
+            "box": mostly(st.lists(value, min_size=3, max_size=5), value),
+            "mask": value,
+        },
+    ),
+    value,
+)
 name = mostly(st.sampled_from(["hero", "a.b", "main-2"]), st.sampled_from(["../x", "", ".x", "\x00"]) | value)
-obj = mostly(st.fixed_dictionaries({"name": name}, optional={"frames": mostly(st.lists(frame, max_size=3), value)}),
-             value)
-prompts_docs = mostly(st.fixed_dictionaries({"objects": mostly(st.lists(obj, min_size=1, max_size=3), value)},
-                                            optional={"version": mostly(st.just(1), value)}), anything)
+obj = mostly(
+    st.fixed_dictionaries({"name": name}, optional={"frames": mostly(st.lists(frame, max_size=3), value)}), value
+)
+prompts_docs = mostly(
+    st.fixed_dictionaries(
+        {"objects": mostly(st.lists(obj, min_size=1, max_size=3), value)},
+        optional={"version": mostly(st.just(1), value)},
+    ),
+    anything,
+)
 
 
 @FUZZ
@@ -293,8 +404,9 @@ def good_exrs(tmp_path_factory):
     rng = np.random.default_rng(7)
     made = {}
     for name, chans, tiled in (("rgb", "RGB", False), ("rgba", "RGBA", False), ("tiled", "RGBA", True)):
-        path = write_exr(folder / f"{name}.exr", {c: rng.random((40, 56)).astype(np.float32) for c in chans},
-                         tiled=tiled)
+        path = write_exr(
+            folder / f"{name}.exr", {c: rng.random((40, 56)).astype(np.float32) for c in chans}, tiled=tiled
+        )
         made[name] = open(path, "rb").read()
     return made
 
@@ -304,26 +416,28 @@ def _damaged(good):
     chlist = rgb.index(b"channels\0chlist\0") + len(b"channels\0chlist\0")
     flipped_tile = bytearray(tiled)
     at = int(len(tiled) * 0.9)
-    flipped_tile[at:at + 16] = bytes(b ^ 0xA5 for b in flipped_tile[at:at + 16])
+    flipped_tile[at : at + 16] = bytes(b ^ 0xA5 for b in flipped_tile[at : at + 16])
     return {
         "zero_length.exr": b"",
         "text.exr": b"this is not an image\n",
         "png.exr": b"\x89PNG\r\n\x1a\n" + b"\0" * 40,
         "magic_only.exr": rgb[:4],
-        "truncated_header.exr": rgb[:_header_end(rgb) // 2],
-        "truncated_offsets.exr": rgb[:_header_end(rgb) + 4],
-        "truncated_half.exr": rgb[:len(rgb) // 2],
-        "truncated_tiled.exr": tiled[:len(tiled) * 3 // 4],
+        "truncated_header.exr": rgb[: _header_end(rgb) // 2],
+        "truncated_offsets.exr": rgb[: _header_end(rgb) + 4],
+        "truncated_half.exr": rgb[: len(rgb) // 2],
+        "truncated_tiled.exr": tiled[: len(tiled) * 3 // 4],
         "flipped_version.exr": rgb[:4] + b"\xff\xff\xff\xff" + rgb[8:],
         "flipped_header_bytes.exr": rgb[:40] + bytes(b ^ 0xFF for b in rgb[40:60]) + rgb[60:],
-        "chlist_size.exr": rgb[:chlist] + struct.pack("<i", 37) + rgb[chlist + 4:],  # wrong channel-list length
-        "header_rgba_data_rgb.exr": rgba[:_header_end(rgba)] + rgb[_header_end(rgb):],  # 4 channels declared, 3 stored
-        "header_rgb_data_rgba.exr": rgb[:_header_end(rgb)] + rgba[_header_end(rgba):],
+        "chlist_size.exr": rgb[:chlist] + struct.pack("<i", 37) + rgb[chlist + 4 :],  # wrong channel-list length
+        "header_rgba_data_rgb.exr": rgba[: _header_end(rgba)]
+        + rgb[_header_end(rgb) :],  # 4 channels declared, 3 stored
+        "header_rgb_data_rgba.exr": rgb[: _header_end(rgb)] + rgba[_header_end(rgba) :],
         # OpenEXR quotes the type back: not UTF-8 (OIIO's geterror raised UnicodeDecodeError)
         "non_utf8_type.exr": rgb.replace(b"channels\0chlist\0", b"channels\0" + b"\xfe" * 6 + b"\0", 1),
         "non_utf8_channel.exr": rgba.replace(b"A\0", b"\xff\0", 1),
         "non_utf8_attribute.exr": rgb.replace(  # an extra string attribute whose value is not UTF-8
-            b"compression\0", b"comments\0string\0\x04\0\0\0\xff\xfe\xfd\xfccompression\0", 1),
+            b"compression\0", b"comments\0string\0\x04\0\0\0\xff\xfe\xfd\xfccompression\0", 1
+        ),
         "damaged_tile.exr": bytes(flipped_tile),  # the decoder's error spans two lines
     }
 
@@ -343,9 +457,21 @@ def _check_reader(fn, path):
 
 def test_damaged_exrs_give_one_line_errors(good_exrs, tmp_path):
     cases = _damaged(good_exrs)
-    must_fail_plate = {"zero_length.exr", "text.exr", "png.exr", "magic_only.exr", "truncated_header.exr",
-                       "truncated_half.exr", "truncated_tiled.exr", "flipped_version.exr", "chlist_size.exr",
-                       "header_rgba_data_rgb.exr", "header_rgb_data_rgba.exr", "non_utf8_type.exr", "damaged_tile.exr"}
+    must_fail_plate = {
+        "zero_length.exr",
+        "text.exr",
+        "png.exr",
+        "magic_only.exr",
+        "truncated_header.exr",
+        "truncated_half.exr",
+        "truncated_tiled.exr",
+        "flipped_version.exr",
+        "chlist_size.exr",
+        "header_rgba_data_rgb.exr",
+        "header_rgb_data_rgba.exr",
+        "non_utf8_type.exr",
+        "damaged_tile.exr",
+    }
     outcome = {}
     for name, data in cases.items():
         path = str(tmp_path / name)
@@ -374,7 +500,7 @@ def test_fuzzed_exrs_give_one_line_errors(good_exrs, tmp_path):
         data = bytearray(good_exrs[rand.choice(["rgb", "tiled"])])
         kind = n % 3
         if kind == 0:  # truncate
-            data = data[:rand.randrange(len(data))]
+            data = data[: rand.randrange(len(data))]
         else:  # a window of damage: in the header (kind 1) or anywhere (kind 2)
             start = rand.randrange(8, 400 if kind == 1 else len(data))
             for i in range(start, min(len(data), start + rand.randint(1, 200))):
@@ -393,20 +519,33 @@ def test_fuzzed_exrs_give_one_line_errors(good_exrs, tmp_path):
 def test_track_with_one_damaged_frame_exits_2_naming_it(checkpoint, good_exrs, tmp_path, damage):
     rng = np.random.default_rng(3)
     for f in (1, 2, 3):
-        write_exr(tmp_path / f"plate.{f:04d}.exr", {c: rng.random((40, 56)).astype(np.float32) for c in "RGB"},
-                  tiled=True)
+        write_exr(
+            tmp_path / f"plate.{f:04d}.exr", {c: rng.random((40, 56)).astype(np.float32) for c in "RGB"}, tiled=True
+        )
     bad = tmp_path / "plate.0002.exr"
     if damage == "damaged_tile.exr":  # a good header, so frame 1 is tracked and written first
         data = bytearray(bad.read_bytes())
         at = int(len(data) * 0.9)
-        data[at:at + 16] = bytes(b ^ 0xA5 for b in data[at:at + 16])
+        data[at : at + 16] = bytes(b ^ 0xA5 for b in data[at : at + 16])
         bad.write_bytes(bytes(data))
     else:
         bad.write_bytes(_damaged(good_exrs)[damage])
     out = tmp_path / "out"
-    code, _, err = run_cli("track", tmp_path / "plate.####.exr", "--frames", "1-3", "--point", "20,20@1",
-                           "--direction", "forward", "--out", out / "m.####.exr", "--colorspace", "ACEScg",
-                           *model_args(checkpoint))
+    code, _, err = run_cli(
+        "track",
+        tmp_path / "plate.####.exr",
+        "--frames",
+        "1-3",
+        "--point",
+        "20,20@1",
+        "--direction",
+        "forward",
+        "--out",
+        out / "m.####.exr",
+        "--colorspace",
+        "ACEScg",
+        *model_args(checkpoint),
+    )
     lines = err.strip().splitlines()  # the model line and progress lines, then the error
     assert code == 2 and "Traceback" not in err, err
     assert lines[-1].startswith(f"mattebridge: error: {bad}: "), err

@@ -1,5 +1,6 @@
 """The layers of docs/architecture.md §1, pinned: each layer is imported in a fresh interpreter and must not
 reach a layer (or a heavy library) it may not. A host's Python loads core/wire: it must stay numpy + pyzmq."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -8,8 +9,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "sam2", "OpenImageIO", "PyOpenColorIO", "PySide6")
-ALL_CORE = ("mattebridge.core.image", "mattebridge.core.matte", "mattebridge.core.engine", "mattebridge.core.track",
-            "mattebridge.core.picker", "mattebridge.server", "mattebridge.cli")
+ALL_CORE = (
+    "mattebridge.core.image",
+    "mattebridge.core.matte",
+    "mattebridge.core.engine",
+    "mattebridge.core.track",
+    "mattebridge.core.picker",
+    "mattebridge.server",
+    "mattebridge.cli",
+)
 
 
 def loaded_after_import(module: str):
@@ -27,8 +35,9 @@ def reached(loaded, forbidden):
     return sorted(m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden))
 
 
-@pytest.mark.parametrize("module", ["mattebridge.core.errors", "mattebridge.core.paths"]
-                         + modules_of("mattebridge.core.wire"))
+@pytest.mark.parametrize(
+    "module", ["mattebridge.core.errors", "mattebridge.core.paths"] + modules_of("mattebridge.core.wire")
+)
 def test_wire_and_base_reach_nothing_above_them(module):
     assert reached(loaded_after_import(module), HEAVY + ALL_CORE) == []
 
@@ -54,8 +63,11 @@ def test_the_server_does_not_reach_the_cli():
 
 def test_every_folder_is_in_the_architecture_document():
     doc = (REPO / "docs" / "architecture.md").read_text()
-    folders = [p.relative_to(REPO).as_posix() + "/" for p in (REPO / "core").iterdir() if p.is_dir()
-               and (p / "__init__.py").exists()] + ["server/", "cli/"]
+    folders = [
+        p.relative_to(REPO).as_posix() + "/"
+        for p in (REPO / "core").iterdir()
+        if p.is_dir() and (p / "__init__.py").exists()
+    ] + ["server/", "cli/"]
     assert [f for f in folders if f"`{f}`" not in doc] == []
     for package in ("wire", "image", "matte", "engine", "track"):
         for module in modules_of(f"mattebridge.core.{package}"):

@@ -1,4 +1,5 @@
 """Checkpoint download (against a real local HTTP server), the model cache, and the prompts file."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,8 +8,8 @@ import os
 import threading
 
 import pytest
-
 from conftest import run_cli
+
 from mattebridge.core.engine.tracker import models
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.wire.prompts import Prompts
@@ -43,8 +44,11 @@ def test_download_verifies_sha256(http_server, tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "cache") == []
 
     info = models.MODELS["sam2.1_hiera_tiny"]
-    monkeypatch.setitem(models.MODELS, "sam2.1_hiera_tiny",
-                        models.ModelInfo(info.name, info.config, hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD)))
+    monkeypatch.setitem(
+        models.MODELS,
+        "sam2.1_hiera_tiny",
+        models.ModelInfo(info.name, info.config, hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD)),
+    )
     seen = []
     path = models.download("sam2.1_hiera_tiny", progress=lambda done, total: seen.append((done, total)))
     assert path == models.model_path("sam2.1_hiera_tiny") and open(path, "rb").read() == PAYLOAD

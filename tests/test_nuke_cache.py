@@ -1,4 +1,5 @@
 """Cache keys (which mattes a change affects) and the cache folder (publish, put aside, bring back)."""
+
 import json
 import os
 import sys
@@ -8,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "nuke"))
 import nuke_harness  # noqa: E402,F401 - puts the plugin on sys.path
+
 from mattebridge_nuke import cache as cache_mod  # noqa: E402
 from mattebridge_nuke.cache import MatteCache, frame_name  # noqa: E402
 from mattebridge_nuke.keys import KeyContext  # noqa: E402
@@ -21,11 +23,21 @@ def point(x, y, positive=True):
 
 
 def context(prompts=None, stamps=None, settings=None, **kw):
-    prompts = prompts if prompts is not None else {"hero": {1005: point(10, 10), 1012: point(12, 12)},
-                                                   "prop": {1008: point(50, 50)}}
+    prompts = (
+        prompts
+        if prompts is not None
+        else {"hero": {1005: point(10, 10), 1012: point(12, 12)}, "prop": {1008: point(50, 50)}}
+    )
     stamps = stamps if stamps is not None else {f: "stamp%d" % f for f in FRAMES}
-    return KeyContext(kw.get("model", MODEL), settings or {"edge": "soft"}, (100, 70, 1.0), prompts, stamps,
-                      kw.get("first", 1001), kw.get("last", 1020))
+    return KeyContext(
+        kw.get("model", MODEL),
+        settings or {"edge": "soft"},
+        (100, 70, 1.0),
+        prompts,
+        stamps,
+        kw.get("first", 1001),
+        kw.get("last", 1020),
+    )
 
 
 def keys(ctx, direction):
@@ -49,35 +61,47 @@ def test_forward_pass_covers_the_earliest_prompt_onwards():
 
 def test_a_correction_invalidates_its_frame_onwards_for_its_object_only():
     before = keys(context(), "forward")
-    after = keys(context({"hero": {1005: point(10, 10), 1012: point(13, 12)}, "prop": {1008: point(50, 50)}}),
-                 "forward")
+    after = keys(
+        context({"hero": {1005: point(10, 10), 1012: point(13, 12)}, "prop": {1008: point(50, 50)}}), "forward"
+    )
     assert changed(before, after) == [("hero", f) for f in range(1012, 1021)]
 
 
 def test_a_new_key_invalidates_from_that_frame():
     before = keys(context(), "forward")
-    after = keys(context({"hero": {1005: point(10, 10), 1012: point(12, 12)},
-                          "prop": {1008: point(50, 50), 1015: point(40, 40, False)}}), "forward")
+    after = keys(
+        context(
+            {
+                "hero": {1005: point(10, 10), 1012: point(12, 12)},
+                "prop": {1008: point(50, 50), 1015: point(40, 40, False)},
+            }
+        ),
+        "forward",
+    )
     assert changed(before, after) == [("prop", f) for f in range(1015, 1021)]
 
 
 def test_the_first_prompt_is_seen_from_every_frame_of_the_pass():
     before = keys(context(), "forward")
-    after = keys(context({"hero": {1005: point(10, 10), 1012: point(12, 12)}, "prop": {1008: point(51, 50)}}),
-                 "forward")
+    after = keys(
+        context({"hero": {1005: point(10, 10), 1012: point(12, 12)}, "prop": {1008: point(51, 50)}}), "forward"
+    )
     assert changed(before, after) == [("prop", f) for f in range(1005, 1021)]
 
 
 def test_an_earlier_start_moves_every_track():
     before = keys(context(), "forward")
-    after = keys(context({"hero": {1005: point(10, 10), 1012: point(12, 12)},
-                          "prop": {1003: point(50, 50), 1008: point(50, 50)}}), "forward")
+    after = keys(
+        context(
+            {"hero": {1005: point(10, 10), 1012: point(12, 12)}, "prop": {1003: point(50, 50), 1008: point(50, 50)}}
+        ),
+        "forward",
+    )
     assert set(changed(before, after)) == set(before)  # prop starts at 1003: the pass starts there
 
 
 def test_backward_pass_is_the_mirror_image():
-    prompts = {"hero": {1005: point(10, 10), 1012: point(12, 12)},
-               "prop": {1006: point(30, 30), 1008: point(50, 50)}}
+    prompts = {"hero": {1005: point(10, 10), 1012: point(12, 12)}, "prop": {1006: point(30, 30), 1008: point(50, 50)}}
     ctx = context(prompts)
     assert ctx.span("backward") == (1001, 1012)
     before = keys(ctx, "backward")
@@ -92,8 +116,9 @@ def test_both_reuses_the_forward_pass_and_keys_the_rest_on_everything():
     assert all(both["hero"][f] == forward["hero"][f] for f in range(1005, 1021))
     assert {both["hero"][f][0] for f in range(1001, 1005)} == {"both-back"}
     after = context({"hero": {1005: point(10, 10), 1012: point(12, 13)}, "prop": {1008: point(50, 50)}})
-    assert changed(keys(ctx, "both"), keys(after, "both")) == [("hero", f) for f in list(range(1001, 1005))
-                                                               + list(range(1012, 1021))]
+    assert changed(keys(ctx, "both"), keys(after, "both")) == [
+        ("hero", f) for f in list(range(1001, 1005)) + list(range(1012, 1021))
+    ]
 
 
 def test_an_input_frame_invalidates_the_mattes_that_saw_it():
@@ -105,9 +130,14 @@ def test_an_input_frame_invalidates_the_mattes_that_saw_it():
     assert {f for _, f in changed(before_b, after_b)} == set(range(1001, 1011))
 
 
-@pytest.mark.parametrize("change", [{"settings": {"edge": "hard"}},
-                                    {"model": dict(MODEL, checkpoint_sha256="cd" * 32)},
-                                    {"model": dict(MODEL, image_size=1024)}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"settings": {"edge": "hard"}},
+        {"model": dict(MODEL, checkpoint_sha256="cd" * 32)},
+        {"model": dict(MODEL, image_size=1024)},
+    ],
+)
 def test_model_and_settings_invalidate_everything(change):
     before, after = keys(context(), "both"), keys(context(**change), "both")
     assert set(changed(before, after)) == set(before)

@@ -1,4 +1,5 @@
 """Nuke space <-> the wire (docs/architecture.md §3), windows, and knob values -> the prompts JSON."""
+
 import sys
 from pathlib import Path
 
@@ -8,10 +9,10 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "nuke"))
 import nuke_harness  # noqa: E402,F401 - puts the plugin on sys.path
-from mattebridge_nuke import coords  # noqa: E402
-from mattebridge_nuke.prompts import ObjectKnobs, PointKnob, PromptError, canonical, check_on_image, to_wire  # noqa: E402
 
 from mattebridge.core.wire.prompts import Prompts  # noqa: E402
+from mattebridge_nuke import coords  # noqa: E402
+from mattebridge_nuke.prompts import ObjectKnobs, PointKnob, PromptError, canonical, check_on_image, to_wire  # noqa: E402
 
 coord = st.floats(-5000, 5000, allow_nan=False, allow_infinity=False)
 
@@ -55,8 +56,16 @@ def test_data_window_and_bbox():
     assert coords.data_window_to_bbox((15, 23, 80, 60), (10, 20, 100, 70)) == (5, 7, 85, 67)
 
 
-@given(st.integers(-500, 500), st.integers(-500, 500), st.integers(1, 900), st.integers(1, 900),
-       st.integers(-50, 50), st.integers(-50, 50), st.integers(1, 900), st.integers(1, 900))
+@given(
+    st.integers(-500, 500),
+    st.integers(-500, 500),
+    st.integers(1, 900),
+    st.integers(1, 900),
+    st.integers(-50, 50),
+    st.integers(-50, 50),
+    st.integers(1, 900),
+    st.integers(1, 900),
+)
 def test_windows_round_trip(x, y, w, h, dx, dy, dw, dh):
     data, display = (x, y, w, h), (dx, dy, dw, dh)
     bbox = coords.data_window_to_bbox(data, display)
@@ -70,17 +79,37 @@ def test_bboxes_agree_within_nukes_black_border():
 
 
 def hero(**kw):
-    points = [PointKnob("hero +1", True, {1001.0: (812.0, 540.0), 1040.0: (820.0, 530.0)}),
-              PointKnob("hero -1", False, {1040.0: (300.0, 880.0)})]
+    points = [
+        PointKnob("hero +1", True, {1001.0: (812.0, 540.0), 1040.0: (820.0, 530.0)}),
+        PointKnob("hero -1", False, {1040.0: (300.0, 880.0)}),
+    ]
     return ObjectKnobs("hero", points=points, box={1001.0: (700.0, 180.0, 1000.0, 780.0)}, **kw)
 
 
 def test_knob_keys_become_the_prompts_json():
     doc = to_wire(canonical([hero(), ObjectKnobs("unused")]), 1080)
-    assert doc == {"version": 1, "objects": [{"name": "hero", "frames": [
-        {"frame": 1001, "points": [{"x": 812.0, "y": 540.0, "positive": True}], "box": [700.0, 300.0, 1000.0, 900.0]},
-        {"frame": 1040, "points": [{"x": 820.0, "y": 550.0, "positive": True},
-                                   {"x": 300.0, "y": 200.0, "positive": False}]}]}]}
+    assert doc == {
+        "version": 1,
+        "objects": [
+            {
+                "name": "hero",
+                "frames": [
+                    {
+                        "frame": 1001,
+                        "points": [{"x": 812.0, "y": 540.0, "positive": True}],
+                        "box": [700.0, 300.0, 1000.0, 900.0],
+                    },
+                    {
+                        "frame": 1040,
+                        "points": [
+                            {"x": 820.0, "y": 550.0, "positive": True},
+                            {"x": 300.0, "y": 200.0, "positive": False},
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
     # the schema of docs/prompts.md, as core reads it
     prompts = Prompts.from_json(doc)
     assert prompts.objects["hero"][1040].points[1].positive is False
@@ -91,13 +120,16 @@ def test_disabled_and_empty_objects_send_nothing():
     assert canonical([hero(enabled=False), ObjectKnobs("prop", points=[PointKnob("p", True, {})])]) == {}
 
 
-@pytest.mark.parametrize("objects, message", [
-    ([ObjectKnobs("hero ball")], "object name"),
-    ([ObjectKnobs(".hidden")], "object name"),
-    ([ObjectKnobs("hero"), ObjectKnobs("hero")], "used twice"),
-    ([ObjectKnobs("hero", points=[PointKnob("hero +1", True, {1001.5: (1.0, 2.0)})])], "whole frames"),
-    ([ObjectKnobs("hero", box={1001.0: (10.0, 10.0, 10.2, 50.0)})], "no area"),
-])
+@pytest.mark.parametrize(
+    "objects, message",
+    [
+        ([ObjectKnobs("hero ball")], "object name"),
+        ([ObjectKnobs(".hidden")], "object name"),
+        ([ObjectKnobs("hero"), ObjectKnobs("hero")], "used twice"),
+        ([ObjectKnobs("hero", points=[PointKnob("hero +1", True, {1001.5: (1.0, 2.0)})])], "whole frames"),
+        ([ObjectKnobs("hero", box={1001.0: (10.0, 10.0, 10.2, 50.0)})], "no area"),
+    ],
+)
 def test_bad_knobs_are_named(objects, message):
     with pytest.raises(PromptError, match=message):
         canonical(objects)

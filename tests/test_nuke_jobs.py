@@ -1,4 +1,5 @@
 """The Preview/Track jobs against a real `mattebridge serve` on loopback (no Nuke: a plain Python host)."""
+
 import json
 import os
 import shutil
@@ -10,19 +11,29 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "nuke"))
+from conftest import free_port, read_exr  # noqa: E402
 from nuke_harness import small_plate  # noqa: E402
+
 from mattebridge_nuke import jobs, sources  # noqa: E402
 from mattebridge_nuke.cache import open_cache  # noqa: E402
 from mattebridge_nuke.prompts import ObjectKnobs, PointKnob, canonical  # noqa: E402
-
-from conftest import free_port, read_exr  # noqa: E402
 
 
 def request(address, pattern, cache_root, objects, first=1001, last=1006, fmt=(100, 70, 1.0), **kw):
     frames = range(first, last + 1)
     source = kw.pop("source", None) or jobs.Source("the plate", sources.direct_stamps(pattern, frames, None), pattern)
-    return jobs.JobRequest("MatteBridge1", address, {"edge": kw.pop("edge", "soft")}, fmt, canonical(objects),
-                           first, last, str(cache_root), source, **kw)
+    return jobs.JobRequest(
+        "MatteBridge1",
+        address,
+        {"edge": kw.pop("edge", "soft")},
+        fmt,
+        canonical(objects),
+        first,
+        last,
+        str(cache_root),
+        source,
+        **kw,
+    )
 
 
 def hero(*keys, box=None, bg=None):
@@ -125,11 +136,18 @@ def test_the_rendered_input_is_made_in_chunks_and_removed(mb_server, plate, tmp_
         calls.append((pattern, first, last))
         for f in range(first, last + 1):
             pixels, spec = read_exr(plate % f)
-            write_exr(pattern % f, {c: pixels[..., i] for i, c in enumerate("RGB")}, display=(0, 0, 100, 70),
-                      data=(spec.x, spec.y, spec.width, spec.height), pixel_type="float")
+            write_exr(
+                pattern % f,
+                {c: pixels[..., i] for i, c in enumerate("RGB")},
+                display=(0, 0, 100, 70),
+                data=(spec.x, spec.y, spec.width, spec.height),
+                pixel_type="float",
+            )
 
     frames = range(1001, 1007)
-    source = jobs.Source("the input (rendered)", sources.rendered_stamps("recipe", [plate], frames), None, render=render)
+    source = jobs.Source(
+        "the input (rendered)", sources.rendered_stamps("recipe", [plate], frames), None, render=render
+    )
     req = request(mb_server.address, None, tmp_path / "cache", [hero((1001, 30.0, 40.0))], source=source)
     jobs.RENDER_CHUNK, chunk = 4, jobs.RENDER_CHUNK
     try:
@@ -162,16 +180,31 @@ def test_a_read_outside_the_servers_folders_is_rendered_instead(mb_server, tmp_p
         shutil.rmtree(outside)
 
 
-@pytest.mark.parametrize("change, action, message", [
-    ({"objects": []}, "forward", "no prompts yet"),
-    ({"objects": [hero((995, 30.0, 40.0))]}, "forward", "hero: a prompt on frame 995 is outside the frame range 1001-1006"),
-    ({"objects": [hero((1001, 130.0, 40.0))]}, "forward", "foreground point 130,40 is off the image"),
-    ({"expected_model": "sam2.1_hiera_large"}, "forward", "runs random_tiny.pt, the node asks for sam2.1_hiera_large"),
-    ({"fmt": (200, 70, 1.0)}, "preview", "the node's input is 200x70 (pixel aspect 1) but the frames from the plate are 100x70"),
-    ({"input_bbox": (0, 0, 50, 35)}, "preview", "bbox 0,0 - 50,35 but the frames from the plate have 5,7 - 85,67"),
-    ({"objects": [hero((1002, 30.0, 40.0))]}, "preview", "no prompts on frame 1001"),
-    ({"first": 1002}, "preview", "frame 1001 is outside the node's frame range 1002-1006"),
-])
+@pytest.mark.parametrize(
+    "change, action, message",
+    [
+        ({"objects": []}, "forward", "no prompts yet"),
+        (
+            {"objects": [hero((995, 30.0, 40.0))]},
+            "forward",
+            "hero: a prompt on frame 995 is outside the frame range 1001-1006",
+        ),
+        ({"objects": [hero((1001, 130.0, 40.0))]}, "forward", "foreground point 130,40 is off the image"),
+        (
+            {"expected_model": "sam2.1_hiera_large"},
+            "forward",
+            "runs random_tiny.pt, the node asks for sam2.1_hiera_large",
+        ),
+        (
+            {"fmt": (200, 70, 1.0)},
+            "preview",
+            "the node's input is 200x70 (pixel aspect 1) but the frames from the plate are 100x70",
+        ),
+        ({"input_bbox": (0, 0, 50, 35)}, "preview", "bbox 0,0 - 50,35 but the frames from the plate have 5,7 - 85,67"),
+        ({"objects": [hero((1002, 30.0, 40.0))]}, "preview", "no prompts on frame 1001"),
+        ({"first": 1002}, "preview", "frame 1001 is outside the node's frame range 1002-1006"),
+    ],
+)
 def test_expected_failures_are_one_line(mb_server, plate, tmp_path, change, action, message):
     kw = {"objects": [hero((1001, 30.0, 40.0))]}
     kw.update(change)
@@ -185,8 +218,9 @@ def test_expected_failures_are_one_line(mb_server, plate, tmp_path, change, acti
 
 
 def test_no_server_is_a_failure_with_a_hint(plate, tmp_path):
-    req = request("tcp://127.0.0.1:%d" % free_port(), plate, tmp_path / "cache", [hero((1001, 30.0, 40.0))],
-                  timeout=0.3)
+    req = request(
+        "tcp://127.0.0.1:%d" % free_port(), plate, tmp_path / "cache", [hero((1001, 30.0, 40.0))], timeout=0.3
+    )
     outcome = jobs.BackgroundJob(req, jobs.Host(), "forward").run()
     assert outcome.status == "failed" and "is `mattebridge serve` running?" in outcome.message
 
@@ -194,10 +228,16 @@ def test_no_server_is_a_failure_with_a_hint(plate, tmp_path):
 def test_real_footage_preview_and_track(mb_server, bedroom_plate, tmp_path):
     """The bedroom plate (960x540 ACEScg EXRs): mattes in its geometry, soft edges in 0..1."""
     pattern = bedroom_plate.replace("####", "%04d")
-    req = request(mb_server.address, pattern, tmp_path / "cache",
-                  [hero((1002, 480.0, 300.0), box={1002.0: (300.0, 100.0, 700.0, 500.0)})], first=1001, last=1004,
-                  fmt=(960, 540, 1.0), source=jobs.Source("bedroom", sources.direct_stamps(pattern, range(1001, 1005),
-                                                                                         "ACEScg"), pattern, "ACEScg"))
+    req = request(
+        mb_server.address,
+        pattern,
+        tmp_path / "cache",
+        [hero((1002, 480.0, 300.0), box={1002.0: (300.0, 100.0, 700.0, 500.0)})],
+        first=1001,
+        last=1004,
+        fmt=(960, 540, 1.0),
+        source=jobs.Source("bedroom", sources.direct_stamps(pattern, range(1001, 1005), "ACEScg"), pattern, "ACEScg"),
+    )
     assert jobs.BackgroundJob(req, jobs.Host(), "preview", 1002).run().status == "done"
     outcome = jobs.BackgroundJob(req, jobs.Host(), "both").run()
     assert outcome.status == "done" and len(outcome.published) == 4, outcome

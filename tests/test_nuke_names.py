@@ -1,5 +1,6 @@
 """Object names: the Nuke and Resolve plugins carry pure-Python copies of core's one grammar
 (mattebridge.core.wire.prompts.OBJECT_NAME) and refuse other names in the host, naming the object."""
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -8,11 +9,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "nuke"))
 from nuke_harness import REPO, install_standin  # noqa: E402
-from mattebridge_nuke import prompts as nuke_prompts  # noqa: E402
 
 from mattebridge.core.wire import prompts as core_prompts  # noqa: E402
+from mattebridge_nuke import prompts as nuke_prompts  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("mattebridge_resolve_script_names", REPO / "plugins" / "resolve" / "MatteBridge.py")
+_spec = importlib.util.spec_from_file_location(
+    "mattebridge_resolve_script_names", REPO / "plugins" / "resolve" / "MatteBridge.py"
+)
 resolve_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(resolve_script)
 
@@ -23,9 +26,22 @@ def test_the_plugins_copies_are_cores_grammar():
     assert nuke_prompts.OBJECT_NAME.flags == resolve_script.OBJECT_NAME.flags == core_prompts.OBJECT_NAME.flags
 
 
-@pytest.mark.parametrize("name, ok", [("hero", True), ("prop.v2", True), ("-x", True), ("_", True), ("a" * 64, True),
-                                      ("a" * 65, False), (".hidden", False), ("a/b", False), ("", False),
-                                      ("h\u00e9ro", False), ("a b", False)])
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("hero", True),
+        ("prop.v2", True),
+        ("-x", True),
+        ("_", True),
+        ("a" * 64, True),
+        ("a" * 65, False),
+        (".hidden", False),
+        ("a/b", False),
+        ("", False),
+        ("h\u00e9ro", False),
+        ("a b", False),
+    ],
+)
 def test_both_plugins_agree_with_core(name, ok):
     assert bool(core_prompts.OBJECT_NAME.fullmatch(name)) == ok
     assert (nuke_prompts.name_problem(name) is None) == ok

@@ -1,5 +1,6 @@
 """The node, its knobs and callbacks, driven like a user would, on the nuke STAND-IN (tests/nuke/standin_nuke.py)
 with a real `mattebridge serve`. The stand-in raises if the plugin touches nodes off the main thread."""
+
 import os
 import sys
 import threading
@@ -9,9 +10,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "nuke"))
-from nuke_harness import PLUGIN, install_standin, small_plate, wait_job  # noqa: E402
-
 from conftest import read_exr  # noqa: E402
+from nuke_harness import PLUGIN, install_standin, small_plate, wait_job  # noqa: E402
 
 
 @pytest.fixture()
@@ -59,8 +59,11 @@ def press(nuke, knob):
 
 def add_point(nuke, node, x, y, positive=True, slot=1):
     nuke.standin_press(node["o%d_add%s" % (slot, "fg" if positive else "bg")])
-    knob = [node[k] for k in node.knobs() if k.startswith("o%d_%s" % (slot, "fg" if positive else "bg"))
-            and node[k].visible()][-1]
+    knob = [
+        node[k]
+        for k in node.knobs()
+        if k.startswith("o%d_%s" % (slot, "fg" if positive else "bg")) and node[k].visible()
+    ][-1]
     nuke.standin_user_set(knob, x, y)  # dragged to where the user wants it
     return knob
 
@@ -85,7 +88,9 @@ def test_the_node_comes_with_one_object_and_its_graph(nuke, tmp_path, mb_server)
     inner = {n.name(): n for n in node.nodes()}
     assert set(inner) == {"plate", "Output1", "mb_read_1", "mb_copy_1"}
     mread, copy = inner["mb_read_1"], inner["mb_copy_1"]
-    assert mread["file"].getText() == "[file dirname [value root.name]]/mattebridge/[value parent.name]/main/main.####.exr"
+    assert (
+        mread["file"].getText() == "[file dirname [value root.name]]/mattebridge/[value parent.name]/main/main.####.exr"
+    )
     assert mread["file"].value().endswith("/main/main.%04d.exr")  # Nuke's value(): printf notation
     assert mread["raw"].value() and mread["on_error"].value() == "black"
     assert copy.input(0) is inner["plate"] and copy.input(1) is mread and copy["to0"].value() == "rgba.alpha"
@@ -110,10 +115,22 @@ def test_handles_are_keyed_where_they_are_dragged_and_become_prompts(nuke, tmp_p
     assert fg.getKeyList() == [1002.0, 1004.0] and box.getKeyList() == [1004.0]
     assert node["o1_frames"].value() == "1002, 1004"
     doc = to_wire(nukehost.node_prompts(node), 70)
-    assert doc == {"version": 1, "objects": [{"name": "main", "frames": [
-        {"frame": 1002, "points": [{"x": 30.0, "y": 30.0, "positive": True}]},
-        {"frame": 1004, "points": [{"x": 35.0, "y": 28.0, "positive": True}, {"x": 70.0, "y": 60.0, "positive": False}],
-         "box": [20.0, 20.0, 60.0, 60.0]}]}]}
+    assert doc == {
+        "version": 1,
+        "objects": [
+            {
+                "name": "main",
+                "frames": [
+                    {"frame": 1002, "points": [{"x": 30.0, "y": 30.0, "positive": True}]},
+                    {
+                        "frame": 1004,
+                        "points": [{"x": 35.0, "y": 28.0, "positive": True}, {"x": 70.0, "y": 60.0, "positive": False}],
+                        "box": [20.0, 20.0, 60.0, 60.0],
+                    },
+                ],
+            }
+        ],
+    }
     assert bg.label() == "main -1"
     nuke.standin_press(node["o1_clear"])  # removes this frame's prompts
     assert node["o1_frames"].value() == "1002" and not bg.visible() and not box.isAnimated()
@@ -174,7 +191,7 @@ def test_an_upstream_change_is_rendered_and_the_temp_files_go(nuke, tmp_path, mb
     add_point(nuke, node, 30.0, 40.0)
     outcome = press(nuke, node["preview"])
     assert outcome.status == "done", outcome
-    (write, first, last, proxy, pattern), = nuke.standin_executed()
+    ((write, first, last, proxy, pattern),) = nuke.standin_executed()
     assert (first, last, proxy) == (1002, 1002, False) and pattern.endswith(".%04d.exr")
     assert not [n for n in node.nodes() if n.Class() == "Write"]  # the internal Write is gone
     assert not os.path.exists(os.path.dirname(pattern))  # and so are the frames it rendered
@@ -256,8 +273,10 @@ def test_a_farm_render_needs_neither_the_plugin_nor_a_server(nuke, tmp_path, mb_
 def test_problems_are_messages_not_tracebacks(nuke, tmp_path, mb_server):
     _, node, _ = script(nuke, tmp_path, mb_server)
     nuke.standin_press(node["track_forward"])
-    assert nuke.standin_messages()[-1] == "MatteBridge MatteBridge: no prompts yet: add a point or a box on the " \
-                                          "object, in the Viewer"
+    assert (
+        nuke.standin_messages()[-1] == "MatteBridge MatteBridge: no prompts yet: add a point or a box on the "
+        "object, in the Viewer"
+    )
     add_point(nuke, node, 30.0, 40.0)
     nuke.root()["name"].setValue("")
     nuke.standin_press(node["preview"])
@@ -382,7 +401,7 @@ def test_the_internal_write_sets_file_type_before_the_exr_knobs(nuke, tmp_path, 
     add_point(nuke, node, 30.0, 40.0)
     assert press(nuke, node["preview"]).status == "done"
     matte, spec = cached(node, "main", 1002)
-    (_, _, _, _, pattern), = nuke.standin_executed()
+    ((_, _, _, _, pattern),) = nuke.standin_executed()
     assert pattern.endswith("input.%04d.exr")
 
 
@@ -395,12 +414,15 @@ def test_a_read_typed_with_hashes_is_used_directly(nuke, tmp_path, mb_server):
     assert nuke.standin_executed() == []  # the Read's own files, not a render
 
 
-@pytest.mark.parametrize("colorspace, override, direct", [
-    ("default", "", False),  # a bare default names no space: the input is rendered in the working space
-    ("default", "ACEScg", True),  # the node's override names it
-    ("default (scene_linear)", "", True),
-    ("scene_linear", "", True),
-])
+@pytest.mark.parametrize(
+    "colorspace, override, direct",
+    [
+        ("default", "", False),  # a bare default names no space: the input is rendered in the working space
+        ("default", "ACEScg", True),  # the node's override names it
+        ("default (scene_linear)", "", True),
+        ("scene_linear", "", True),
+    ],
+)
 def test_the_reads_colour_space_as_nuke_shows_it(nuke, tmp_path, mb_server, colorspace, override, direct):
     from mattebridge_nuke import nukehost
 

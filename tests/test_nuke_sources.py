@@ -1,4 +1,5 @@
 """Where the server gets the node's input: the Read's files or a render; colour settings; frame identities."""
+
 import os
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "nuke"))
 from nuke_harness import small_plate  # noqa: E402
+
 from mattebridge_nuke import sources  # noqa: E402
 
 
@@ -18,16 +20,28 @@ def test_frame_files_expand_like_nuke():
     assert sources.to_hashes("/p/plate.%04d.exr") == "/p/plate.####.exr"
 
 
-@pytest.mark.parametrize("root, env, expected", [
-    ({"colorManagement": "OCIO", "OCIO_config": "custom", "customOCIOConfigPath": "/show/config.ocio"}, {},
-     {"ocio": "/show/config.ocio", "nuke_spaces": False}),
-    ({"colorManagement": "OCIO", "OCIO_config": "fn-nuke_cg-config-v1.0.0_aces-v1.3_ocio-v2.1"}, {},
-     {"ocio": "ocio://cg-config-v1.0.0_aces-v1.3_ocio-v2.1", "nuke_spaces": False}),
-    ({"colorManagement": "Nuke", "OCIO_config": "nuke-default"}, {}, {"ocio": None, "nuke_spaces": True}),
-    ({"colorManagement": "OCIO", "OCIO_config": "aces_1.2"}, {}, {"ocio": None, "nuke_spaces": False}),
-    ({"colorManagement": "OCIO", "OCIO_config": "custom"}, {"OCIO": "/env/config.ocio"},
-     {"ocio": "/env/config.ocio", "nuke_spaces": False}),
-])
+@pytest.mark.parametrize(
+    "root, env, expected",
+    [
+        (
+            {"colorManagement": "OCIO", "OCIO_config": "custom", "customOCIOConfigPath": "/show/config.ocio"},
+            {},
+            {"ocio": "/show/config.ocio", "nuke_spaces": False},
+        ),
+        (
+            {"colorManagement": "OCIO", "OCIO_config": "fn-nuke_cg-config-v1.0.0_aces-v1.3_ocio-v2.1"},
+            {},
+            {"ocio": "ocio://cg-config-v1.0.0_aces-v1.3_ocio-v2.1", "nuke_spaces": False},
+        ),
+        ({"colorManagement": "Nuke", "OCIO_config": "nuke-default"}, {}, {"ocio": None, "nuke_spaces": True}),
+        ({"colorManagement": "OCIO", "OCIO_config": "aces_1.2"}, {}, {"ocio": None, "nuke_spaces": False}),
+        (
+            {"colorManagement": "OCIO", "OCIO_config": "custom"},
+            {"OCIO": "/env/config.ocio"},
+            {"ocio": "/env/config.ocio", "nuke_spaces": False},
+        ),
+    ],
+)
 def test_the_scripts_colour_settings_for_the_server(root, env, expected):
     assert sources.ocio_setup(root, env) == expected
 

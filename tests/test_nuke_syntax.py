@@ -1,4 +1,5 @@
 """Everything Nuke imports must be Python 3.9 (Nuke 14); init.py and menu.py stay light."""
+
 import ast
 import subprocess
 import sys
@@ -14,8 +15,14 @@ PLUGIN_FILES = sorted(PLUGIN.rglob("*.py"))
 
 def test_there_is_a_plugin_to_check():
     names = {p.relative_to(PLUGIN).as_posix() for p in PLUGIN_FILES}
-    assert {"init.py", "menu.py", "mattebridge_nuke/__init__.py", "mattebridge_nuke/node.py",
-            "mattebridge_nuke/callbacks.py", "mattebridge_nuke/jobs.py"} <= names
+    assert {
+        "init.py",
+        "menu.py",
+        "mattebridge_nuke/__init__.py",
+        "mattebridge_nuke/node.py",
+        "mattebridge_nuke/callbacks.py",
+        "mattebridge_nuke/jobs.py",
+    } <= names
 
 
 @pytest.mark.parametrize("path", PLUGIN_FILES, ids=lambda p: p.relative_to(PLUGIN).as_posix())
@@ -30,16 +37,22 @@ def test_python_3_9_check_can_fail():
 
 def test_the_client_modules_nuke_loads_are_python_3_9():
     """What `mattebridge_nuke.jobs` pulls in from mattebridge (the client and what it imports)."""
-    code = ("import sys; sys.path.insert(0, %r); import mattebridge_nuke.jobs, mattebridge.core.wire.client, "
-            "mattebridge.core.errors; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
-            "if n.startswith('mattebridge') and getattr(m, '__file__', None)))" % str(PLUGIN))
+    code = (
+        "import sys; sys.path.insert(0, %r); import mattebridge_nuke.jobs, mattebridge.core.wire.client, "
+        "mattebridge.core.errors; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+        "if n.startswith('mattebridge') and getattr(m, '__file__', None)))" % str(PLUGIN)
+    )
     files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     core = [f for f in files if f.startswith(str(REPO / "core"))]
     assert any(f.endswith("client.py") for f in core), files
     for f in core:
         ast.parse(Path(f).read_text(encoding="utf-8"), f, feature_version=(3, 9))
-    heavy = subprocess.run([sys.executable, "-c", code + "; import sys; print('torch' in sys.modules, "
-                            "'OpenImageIO' in sys.modules)"], capture_output=True, text=True, check=True).stdout
+    heavy = subprocess.run(
+        [sys.executable, "-c", code + "; import sys; print('torch' in sys.modules, 'OpenImageIO' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert heavy.strip().endswith("False False"), "the plugin's imports must not load torch or OpenImageIO"
 
 
@@ -70,8 +83,10 @@ def test_init_adds_the_client_folders_to_sys_path(tmp_path, monkeypatch):
     site.mkdir()
     monkeypatch.setenv("MATTEBRIDGE_PYTHONPATH", str(site))
     monkeypatch.setattr(sys, "path", list(sys.path))
-    exec(compile((PLUGIN / "init.py").read_text(), str(PLUGIN / "init.py"), "exec"),
-         {"__name__": "init", "__file__": str(PLUGIN / "init.py")})
+    exec(
+        compile((PLUGIN / "init.py").read_text(), str(PLUGIN / "init.py"), "exec"),
+        {"__name__": "init", "__file__": str(PLUGIN / "init.py")},
+    )
     assert str(site) in sys.path
     # without __file__ (some Nuke versions), the plugin folder is found on nuke.pluginPath()
     bundled = PLUGIN / "site-packages"

@@ -3,6 +3,7 @@ against a real `mattebridge serve` (the random-weight tiny model of `mb_server`)
 
 Every wait has a deadline; a window is always closed, even when a test fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,11 @@ from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from mattebridge.core.wire.client import Client  # noqa: E402
+from mattebridge.core.image.plate import Geometry  # noqa: E402
 from mattebridge.core.picker import add_arguments  # noqa: E402
 from mattebridge.core.picker.app import build_window  # noqa: E402
 from mattebridge.core.picker.plates import alpha_preview, preview_shape  # noqa: E402
-from mattebridge.core.image.plate import Geometry  # noqa: E402
+from mattebridge.core.wire.client import Client  # noqa: E402
 from mattebridge.core.wire.prompts import Prompts  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -58,8 +59,13 @@ def subject_plate(folder: Path, frames, size=(160, 96), aspect=1.0, display=None
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
         base = 0.05 + 0.1 * x / w
         subject = ((np.abs(x - (0.35 * w + 2 * i)) < 0.15 * w) & (np.abs(y - 0.5 * h) < 0.25 * h)).astype(np.float32)
-        write_exr(folder / f"plate.{f:04d}.exr", {"R": base + 0.8 * subject, "G": base + 0.5 * subject, "B": base + 0.1 * subject},
-                  display=display, data=data, pixel_aspect=aspect)
+        write_exr(
+            folder / f"plate.{f:04d}.exr",
+            {"R": base + 0.8 * subject, "G": base + 0.5 * subject, "B": base + 0.1 * subject},
+            display=display,
+            data=data,
+            pixel_aspect=aspect,
+        )
     return str(folder / "plate.####.exr")
 
 
@@ -71,8 +77,9 @@ def picker(*argv):
     window.resize(1000, 650)
     window.show()
     try:
-        wait_until(lambda: window.connected and window.shown_frame == window.frame,
-                   "the window to connect and show its plate")
+        wait_until(
+            lambda: window.connected and window.shown_frame == window.frame, "the window to connect and show its plate"
+        )
         wait_until(window.idle, "the server to answer the loaded prompts")
         yield window
     finally:
@@ -103,8 +110,16 @@ def drag(window, start, end, button=Qt.LeftButton, mods=Qt.NoModifier) -> None:
 
 
 def wheel(window, at: QPoint, notches: int) -> None:
-    event = QWheelEvent(QPointF(at), QPointF(window.canvas.mapToGlobal(at)), QPoint(0, 0), QPoint(0, 120 * notches),
-                        Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    event = QWheelEvent(
+        QPointF(at),
+        QPointF(window.canvas.mapToGlobal(at)),
+        QPoint(0, 0),
+        QPoint(0, 120 * notches),
+        Qt.NoButton,
+        Qt.NoModifier,
+        Qt.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(window.canvas, event)
 
 
@@ -141,7 +156,10 @@ def test_clicks_land_on_plate_pixels_at_every_zoom(qapp, mb_server, tmp_path):
             got = click(w, *target)
             stored = points(w)[-1]
             assert stored[:2] == pytest.approx(got)  # the point is exactly where the clicked pixel is on the plate
-            assert abs(stored[0] - target[0]) <= 0.5 / view.sx + 1e-9 and abs(stored[1] - target[1]) <= 0.5 / view.sy + 1e-9
+            assert (
+                abs(stored[0] - target[0]) <= 0.5 / view.sx + 1e-9
+                and abs(stored[1] - target[1]) <= 0.5 / view.sy + 1e-9
+            )
             seen.append(stored)
 
         check(targets[0])  # fitted
@@ -149,7 +167,7 @@ def test_clicks_land_on_plate_pixels_at_every_zoom(qapp, mb_server, tmp_path):
         assert view.zoom == 1.0
         check(targets[1])
         wheel(w, widget_pixel(w, 100.5, 60.5), 5)  # zoom about the cursor
-        assert view.zoom == pytest.approx(1.25 ** 5)
+        assert view.zoom == pytest.approx(1.25**5)
         check(targets[2])
         for _ in range(3):
             key(w, Qt.Key_Plus)
@@ -193,9 +211,17 @@ def test_overlay_is_the_servers_matte_and_toggles(qapp, mb_server, tmp_path):
     mask[20:70, 90:150] = 1.0
     write_exr(tmp_path / "mask.exr", {"A": mask})
     prompts = tmp_path / "in.json"
-    prompts.write_text(json.dumps({"version": 1, "objects": [
-        {"name": "prop", "frames": [{"frame": 2, "mask": str(tmp_path / "mask.exr")}]},
-        {"name": "hero", "frames": []}]}))
+    prompts.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "objects": [
+                    {"name": "prop", "frames": [{"frame": 2, "mask": str(tmp_path / "mask.exr")}]},
+                    {"name": "hero", "frames": []},
+                ],
+            }
+        )
+    )
     with picker(plate, "--server", mb_server.address, "--prompts", prompts, "--save", tmp_path / "p.json") as w:
         assert w.frame == 2 and w.doc.objects == ["prop", "hero"]
         # a mask prompt is that frame's output: the overlay is tinted exactly inside it
@@ -312,8 +338,19 @@ def test_track_shows_progress_cancels_and_resumes(qapp, mb_server, tmp_path):
     frames = list(range(1001, 1013))
     plate = subject_plate(tmp_path, frames)
     out = tmp_path / "mattes" / "{object}.####.exr"
-    with picker(plate, "--server", mb_server.address, "--save", tmp_path / "p.json", "--out", out,
-                "--channels", "RGBA", "--frame", "1004") as w:
+    with picker(
+        plate,
+        "--server",
+        mb_server.address,
+        "--save",
+        tmp_path / "p.json",
+        "--out",
+        out,
+        "--channels",
+        "RGBA",
+        "--frame",
+        "1004",
+    ) as w:
         click(w, 60.5, 48.5)
         progress = []
         w.worker.trackProgress.connect(lambda p: progress.append(p["frame"]))
@@ -345,8 +382,17 @@ def test_track_shows_progress_cancels_and_resumes(qapp, mb_server, tmp_path):
 
 
 def test_screenshot_on_real_footage(qapp, mb_server, bedroom_plate, tmp_path):
-    with picker(bedroom_plate, "--server", mb_server.address, "--save", tmp_path / "p.json", "--frame", "1005",
-                "--title", "bedroom (screenshot)") as w:
+    with picker(
+        bedroom_plate,
+        "--server",
+        mb_server.address,
+        "--save",
+        tmp_path / "p.json",
+        "--frame",
+        "1005",
+        "--title",
+        "bedroom (screenshot)",
+    ) as w:
         assert w.source.transform.colorspace == "ACEScg"  # the plate's metadata, shown through the default view
         click(w, 300.5, 300.5)
         click(w, 520.5, 120.5, button=Qt.RightButton)
@@ -361,18 +407,42 @@ def test_screenshot_on_real_footage(qapp, mb_server, bedroom_plate, tmp_path):
 
 def run_picker(*argv, timeout=120):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.run([sys.executable, "-m", "mattebridge.core.picker", *map(str, argv)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mattebridge.core.picker", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_command_line_auto_track_check_and_errors(mb_server, tmp_path):
     plate = subject_plate(tmp_path, [11, 12, 13])
     prompts = tmp_path / "p.json"
-    prompts.write_text(json.dumps({"version": 1, "objects": [{"name": "hero", "frames": [
-        {"frame": 12, "points": [{"x": 60.5, "y": 48.5, "positive": True}]}]}]}))
-    rc, out, err = run_picker(plate, "--server", mb_server.address, "--prompts", prompts, "--auto-track",
-                              "--print-result", "--channels", "RGBA", "--out", tmp_path / "m" / "{object}.####.exr")
+    prompts.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "objects": [
+                    {"name": "hero", "frames": [{"frame": 12, "points": [{"x": 60.5, "y": 48.5, "positive": True}]}]}
+                ],
+            }
+        )
+    )
+    rc, out, err = run_picker(
+        plate,
+        "--server",
+        mb_server.address,
+        "--prompts",
+        prompts,
+        "--auto-track",
+        "--print-result",
+        "--channels",
+        "RGBA",
+        "--out",
+        tmp_path / "m" / "{object}.####.exr",
+    )
     assert rc == 0, err
     result = json.loads(out)
     assert result["status"] == "done" and result["exit_code"] == 0 and result["frames"] == [11, 13]
@@ -384,8 +454,9 @@ def test_command_line_auto_track_check_and_errors(mb_server, tmp_path):
     assert err.strip().count("\n") == 0 and "not running" in err and dead in err and "mattebridge serve" in err
     rc, out, err = run_picker(plate, "--server", mb_server.address, "--check")
     assert rc == 0 and out == ""
-    rc, out, err = run_picker(plate, "--server", dead, "--timeout", "0.5", "--prompts", prompts, "--auto-track",
-                              "--print-result")
+    rc, out, err = run_picker(
+        plate, "--server", dead, "--timeout", "0.5", "--prompts", prompts, "--auto-track", "--print-result"
+    )
     assert rc == 3 and json.loads(out)["status"] == "error" and "not running" in json.loads(out)["message"]
 
     rc, out, err = run_picker(tmp_path / "missing.####.exr", "--server", mb_server.address)

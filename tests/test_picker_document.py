@@ -1,5 +1,6 @@
 """The prompt window's Qt-free parts: the edited prompts with undo/redo, the view mapping (zoom, pan,
 pixel aspect), the plate preview through OCIO, and the command-line defaults."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,14 +11,14 @@ import pytest
 from conftest import write_exr
 
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.image.plate import Geometry, read_plate, to_display
+from mattebridge.core.image.resample import area_resize
 from mattebridge.core.picker import add_arguments
 from mattebridge.core.picker.app import default_out, options_from_args
 from mattebridge.core.picker.document import PromptDocument, wire_prompt
 from mattebridge.core.picker.plates import PlateSource, alpha_preview, discover_frames, plate_frames
 from mattebridge.core.picker.viewmap import ViewMap
-from mattebridge.core.image.plate import Geometry, read_plate, to_display
 from mattebridge.core.wire.prompts import Prompts
-from mattebridge.core.image.resample import area_resize
 from mattebridge.core.wire.sequence import FrameRange
 
 
@@ -58,8 +59,11 @@ def test_edits_report_the_keys_they_change_and_undo_redo_restores_them():
     assert doc.to_json() == full and doc.objects == ["hero", "prop"]
     assert doc.toggle_point(1001, "hero", 0) == {(1001, "hero")}
     assert doc.get(1001, "hero").points[0].positive is False
-    assert wire_prompt(doc.get(1001, "hero")) == {"points": [(10.5, 20.5, False), (31.5, 41.5, False)],
-                                                   "box": None, "mask": None}
+    assert wire_prompt(doc.get(1001, "hero")) == {
+        "points": [(10.5, 20.5, False), (31.5, 41.5, False)],
+        "box": None,
+        "mask": None,
+    }
 
 
 def test_refused_edits_change_nothing():
@@ -129,7 +133,9 @@ def test_preview_is_the_display_window_through_the_ocio_view(tmp_path):
     expected = np.clip(source.transform.apply(linear), 0, 1) * 255
     assert np.abs(shown.rgb.astype(np.float32) - expected).max() <= 0.51
     assert source.transform.colorspace == "ACEScg" and source.transform.view  # the config's default view
-    assert shown.rgb[0, 0].tolist() == [int(v) for v in np.clip(source.transform.apply(np.zeros((1, 1, 3), np.float32)), 0, 1)[0, 0] * 255 + 0.5]  # outside the data window: black through the view
+    assert shown.rgb[0, 0].tolist() == [
+        int(v) for v in np.clip(source.transform.apply(np.zeros((1, 1, 3), np.float32)), 0, 1)[0, 0] * 255 + 0.5
+    ]  # outside the data window: black through the view
 
     alpha = np.zeros((40, 60), np.float32)
     alpha[:, 30:] = 1.0  # right half of the data window = x 40..70 of the display window
@@ -158,7 +164,11 @@ def test_frames_come_from_disk_and_defaults_follow_the_plate(tmp_path):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     prompts = tmp_path / "p.json"
-    prompts.write_text(json.dumps({"version": 1, "objects": [{"name": "a", "frames": [{"frame": 1002, "points": [{"x": 1, "y": 1}]}]}]}))
+    prompts.write_text(
+        json.dumps(
+            {"version": 1, "objects": [{"name": "a", "frames": [{"frame": 1002, "points": [{"x": 1, "y": 1}]}]}]}
+        )
+    )
     options, doc = options_from_args(parser.parse_args([str(tmp_path / "sh010.####.exr"), "--prompts", str(prompts)]))
     assert options.frames == FrameRange(1001, 1004) and options.frame == 1002  # opens on the first prompted frame
     assert doc.objects == ["a"]

@@ -1,13 +1,14 @@
 """Plate reading (OpenImageIO) and what the model sees (OpenColorIO), with real files and configs."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import FOOTAGE, write_exr
-from mattebridge.core.image.colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
-from mattebridge.core.errors import MatteBridgeError
+
 from mattebridge.core.engine.tracker.feed import MEAN, STD, ModelFeed, model_view
+from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.image.colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
 from mattebridge.core.image.plate import read_header, read_plate
 from mattebridge.core.wire.sequence import FrameRange, frame_path
 
@@ -21,8 +22,9 @@ def rgb(h=48, w=64, seed=0):
 @pytest.mark.parametrize("pixel_type,tiled", [("half", False), ("float", False), ("half", True), ("float", True)])
 def test_exr_scanline_and_tiled_half_and_float(tmp_path, pixel_type, tiled):
     pixels = rgb()
-    path = write_exr(tmp_path / "p.exr", {c: pixels[..., i] for i, c in enumerate("RGB")},
-                     pixel_type=pixel_type, tiled=tiled)
+    path = write_exr(
+        tmp_path / "p.exr", {c: pixels[..., i] for i, c in enumerate("RGB")}, pixel_type=pixel_type, tiled=tiled
+    )
     plate = read_plate(path)
     tol = 2e-3 * 4 if pixel_type == "half" else 0
     np.testing.assert_allclose(plate.pixels, pixels, atol=tol)
@@ -80,19 +82,28 @@ def test_nan_and_inf_become_finite_before_the_model(tmp_path):
     path = write_exr(tmp_path / "bad.exr", {c: pixels[..., i] for i, c in enumerate("RGB")}, pixel_type="float")
     plate = read_plate(path)
     assert np.isfinite(plate.pixels).all()
-    view = model_view(plate, 32, DisplayTransform(STUDIO, "ACEScg", "sRGB - Display", "ACES 2.0 - SDR 100 nits (Rec.709)"))
+    view = model_view(
+        plate, 32, DisplayTransform(STUDIO, "ACEScg", "sRGB - Display", "ACES 2.0 - SDR 100 nits (Rec.709)")
+    )
     assert np.isfinite(view).all() and view.min() >= 0 and view.max() <= 1
 
 
 def test_geometry_is_kept(tmp_path):
     px = rgb(20, 30)
-    path = write_exr(tmp_path / "g.exr", {c: px[..., i] for i, c in enumerate("RGB")},
-                     display=(0, 0, 40, 25), data=(-5, 3, 30, 20), pixel_aspect=2.0)
+    path = write_exr(
+        tmp_path / "g.exr",
+        {c: px[..., i] for i, c in enumerate("RGB")},
+        display=(0, 0, 40, 25),
+        data=(-5, 3, 30, 20),
+        pixel_aspect=2.0,
+    )
     g = read_header(path)
     assert g.display == (0, 0, 40, 25) and g.data == (-5, 3, 30, 20) and g.pixel_aspect == 2.0
 
 
-@pytest.mark.parametrize("view", [None, "sRGB - Display/Un-tone-mapped", "Rec.1886 Rec.709 - Display/Video (colorimetric)"])
+@pytest.mark.parametrize(
+    "view", [None, "sRGB - Display/Un-tone-mapped", "Rec.1886 Rec.709 - Display/Video (colorimetric)"]
+)
 def test_model_sees_an_independent_ocio_evaluation(tmp_path, view):
     """Blocks of 2x2 equal pixels: the area downsample to 256 is exact, so any difference is colour."""
     import PyOpenColorIO as ocio
@@ -104,8 +115,11 @@ def test_model_sees_an_independent_ocio_evaluation(tmp_path, view):
     display, view_name = resolve_view(config, view, source)
     seen = model_view(read_plate(path), 256, DisplayTransform(STUDIO, "ACEScg", display, view_name))
 
-    independent = ocio.Config.CreateFromFile(STUDIO).getProcessor(
-        ocio.DisplayViewTransform(src="ACEScg", display=display, view=view_name)).getDefaultCPUProcessor()
+    independent = (
+        ocio.Config.CreateFromFile(STUDIO)
+        .getProcessor(ocio.DisplayViewTransform(src="ACEScg", display=display, view=view_name))
+        .getDefaultCPUProcessor()
+    )
     expected = blocks.copy()
     independent.applyRGB(expected)
     assert np.abs(seen - np.clip(expected, 0, 1)).max() <= 1 / 255

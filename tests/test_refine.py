@@ -1,10 +1,11 @@
 """Edge refinement: better than the raw upsampled sigmoid on a synthetic plate, confined to the edge."""
+
 import numpy as np
 import pytest
 
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.matte.refine import compress_guide, edge_band, guided_filter, refine_alpha
 from mattebridge.core.image.resample import area_resize, upsample_to_window
+from mattebridge.core.matte.refine import compress_guide, edge_band, guided_filter, refine_alpha
 
 N, CELL = 192, 8
 
@@ -16,8 +17,12 @@ def _scene(seed=0):
     theta = np.arctan2(yy - N / 2, xx - N / 2)
     r = 0.3 * N * (1 + 0.08 * np.sin(3 * theta + 1) + 0.05 * np.sin(7 * theta))
     gt = np.clip(r - np.hypot(xx - N / 2, yy - N / 2) + 0.5, 0, 1).astype(np.float32)
-    tex = lambda c: np.asarray(c, np.float32) * np.exp(0.3 * area_resize(  # noqa: E731
-        rng.normal(0, 1, (24, 24, 1)).astype(np.float32), N, N))
+
+    def tex(c):
+        return np.asarray(c, np.float32) * np.exp(
+            0.3 * area_resize(rng.normal(0, 1, (24, 24, 1)).astype(np.float32), N, N)
+        )
+
     fg, bg = tex((0.6, 0.3, 0.2)), tex((0.1, 0.25, 0.35))
     bg[10:30, 10:30] = 40.0  # a highlight far from the edge must not matter
     plate = gt[..., None] * fg + (1 - gt[..., None]) * bg

@@ -1,5 +1,6 @@
 """The DaVinci Resolve script (plugins/resolve/MatteBridge.py) against a stand-in of Resolve's scripting API
 (tests/resolve/standin_resolve.py — not Resolve) and the real prompt window process and server."""
+
 from __future__ import annotations
 
 import ast
@@ -39,8 +40,12 @@ def environment(tmp_path, server: str, **settings) -> dict:
     path = tmp_path / "resolve.json"
     path.write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATTEBRIDGE_")}
-    env.update(MATTEBRIDGE_RESOLVE_CONFIG=str(path), QT_QPA_PLATFORM="offscreen",
-               PYTHONHOME="/nonexistent/resolve/python", QT_PLUGIN_PATH="/nonexistent/resolve/qt")
+    env.update(
+        MATTEBRIDGE_RESOLVE_CONFIG=str(path),
+        QT_QPA_PLATFORM="offscreen",
+        PYTHONHOME="/nonexistent/resolve/python",
+        QT_PLUGIN_PATH="/nonexistent/resolve/qt",
+    )
     return env
 
 
@@ -48,7 +53,9 @@ def plate(folder: Path, frames, w=96, h=64) -> None:
     for i, f in enumerate(frames):
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
         subject = ((np.abs(x - (0.4 * w + i)) < 0.15 * w) & (np.abs(y - 0.5 * h) < 0.25 * h)).astype(np.float32)
-        write_exr(folder / f"plate.{f:04d}.exr", {"R": 0.1 + 0.8 * subject, "G": 0.1 + 0.4 * subject, "B": 0.1 + 0 * subject})
+        write_exr(
+            folder / f"plate.{f:04d}.exr", {"R": 0.1 + 0.8 * subject, "G": 0.1 + 0.4 * subject, "B": 0.1 + 0 * subject}
+        )
 
 
 def run_script(resolve, env):
@@ -77,11 +84,13 @@ def test_file_paths_frames_and_timecodes(tmp_path):
     write_exr(tmp_path / "still.tif", {"R": np.zeros((4, 4), np.float32)})
     single = script.parse_file_path("B", str(tmp_path / "still.tif"))
     assert (single.pattern, single.first, single.last, single.sequence) == (str(tmp_path / "still.tif"), 1, 1, False)
-    for path, reason in ((str(tmp_path / "A001C002.mov"), "is a movie file"),
-                         (str(tmp_path / "take.[1-9].ari"), "is a movie file"),
-                         (str(tmp_path / "notes.txt"), "not an image format"),
-                         (str(tmp_path / "gone.[1001-1010].exr"), "media offline"),
-                         ("", "not file-based")):
+    for path, reason in (
+        (str(tmp_path / "A001C002.mov"), "is a movie file"),
+        (str(tmp_path / "take.[1-9].ari"), "is a movie file"),
+        (str(tmp_path / "notes.txt"), "not an image format"),
+        (str(tmp_path / "gone.[1001-1010].exr"), "media offline"),
+        ("", "not file-based"),
+    ):
         with pytest.raises(script.ScriptError, match=reason):
             script.parse_file_path("C", path)
 
@@ -95,8 +104,12 @@ def test_file_paths_frames_and_timecodes(tmp_path):
     seq = script.parse_file_path("A", str(tmp_path / "plate.[0998-1001].exr"))
     folder = script.clip_folder(seq, {"matte_dir": None})
     assert folder == str(tmp_path / "mattebridge" / "plate")
-    assert script.out_pattern(folder, 3, seq) == str(tmp_path / "mattebridge" / "plate" / "v003" / "{object}" / "plate_{object}.####.exr")
-    assert script.out_pattern(script.clip_folder(single, {"matte_dir": None}), 1, single).endswith(os.path.join("v001", "{object}", "still_{object}.exr"))
+    assert script.out_pattern(folder, 3, seq) == str(
+        tmp_path / "mattebridge" / "plate" / "v003" / "{object}" / "plate_{object}.####.exr"
+    )
+    assert script.out_pattern(script.clip_folder(single, {"matte_dir": None}), 1, single).endswith(
+        os.path.join("v001", "{object}", "still_{object}.exr")
+    )
     elsewhere = script.clip_folder(seq, {"matte_dir": str(tmp_path / "m")})
     assert os.path.dirname(elsewhere) == str(tmp_path / "m") and os.path.basename(elsewhere).startswith("plate_")
     assert script.is_under(str(tmp_path / "mattebridge" / "plate" / "v001" / "a" / "plate_a.[0998-1001].exr"), folder)
@@ -110,7 +123,9 @@ def test_the_playhead_picks_the_source_frame_and_the_range(tmp_path):
     resolve = standin.resolve_with_clip(path, "01:00:00:10", start=HOUR_24 + 8, duration=4, source_offset=2)
     project, shot = script.current_shot(resolve)
     assert shot.frame == 1001 + 2 + 2 and shot.used == (1003, 1006)
-    args = script.picker_arguments(shot, dict(script.DEFAULTS, range="item", handles=1), "/m", "/m/o.####.exr", "/m/p.json")
+    args = script.picker_arguments(
+        shot, dict(script.DEFAULTS, range="item", handles=1), "/m", "/m/o.####.exr", "/m/p.json"
+    )
     assert args[args.index("--frames") + 1] == "1002-1007" and args[args.index("--frame") + 1] == "1005"
     args = script.picker_arguments(shot, dict(script.DEFAULTS), "/m", "/m/o.####.exr", "/m/p.json")
     assert args[args.index("--frames") + 1] == "1001-1010"
@@ -163,8 +178,16 @@ def test_tracks_attaches_rgba_mattes_and_a_rerun_replaces_them(tmp_path, mb_serv
     plate(media, frames)
     clip_folder = media / "mattebridge" / "plate"
     clip_folder.mkdir(parents=True)
-    (clip_folder / "prompts.json").write_text(json.dumps({"version": 1, "objects": [
-        {"name": "hero", "frames": [{"frame": 1003, "points": [{"x": 40.5, "y": 32.5, "positive": True}]}]}]}))
+    (clip_folder / "prompts.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "objects": [
+                    {"name": "hero", "frames": [{"frame": 1003, "points": [{"x": 40.5, "y": 32.5, "positive": True}]}]}
+                ],
+            }
+        )
+    )
     env = environment(tmp_path, mb_server.address, auto=True, keep_versions=1)
     resolve = standin.resolve_with_clip(str(media / "plate.[1001-1006].exr"), "01:00:00:10", HOUR_24 + 8, 6)
     mpi = resolve._manager._project._timeline._item._mpi
@@ -175,7 +198,7 @@ def test_tracks_attaches_rgba_mattes_and_a_rerun_replaces_them(tmp_path, mb_serv
     pick = argvs[-1]
     assert pick[pick.index("--frame") + 1] == "1003" and pick[pick.index("--frames") + 1] == "1001-1006"
     assert "--auto-track" in pick and pick[pick.index("--prompts") + 1] == str(clip_folder / "prompts.json")
-    (added_mpi, first_paths, eye), = called("AddClipMattesToMediaPool")
+    ((added_mpi, first_paths, eye),) = called("AddClipMattesToMediaPool")
     assert added_mpi is mpi and eye is None
     assert first_paths == [str(clip_folder / "v001" / "hero" / f"plate_hero.{f}.exr") for f in frames]
     pixels, spec = read_exr(first_paths[2])
@@ -189,9 +212,9 @@ def test_tracks_attaches_rgba_mattes_and_a_rerun_replaces_them(tmp_path, mb_serv
     standin.StandIn.calls.clear()
     code, lines, argvs = run_script(resolve, env)
     assert code == 0, lines
-    (_, second_paths, _), = called("AddClipMattesToMediaPool")
+    ((_, second_paths, _),) = called("AddClipMattesToMediaPool")
     assert second_paths == [p.replace(os.sep + "v001" + os.sep, os.sep + "v002" + os.sep) for p in first_paths]
-    (deleted_mpi, deleted), = called("DeleteClipMattes")
+    ((deleted_mpi, deleted),) = called("DeleteClipMattes")
     assert deleted_mpi is mpi and deleted == first_paths  # only the mattes this script attached before
     assert mpi.mattes == ["/elsewhere/graded_by_hand.exr"] + second_paths
     assert not (clip_folder / "v001").exists() and (clip_folder / "v002").is_dir()  # keep_versions 1
@@ -204,8 +227,16 @@ def test_a_refused_track_reports_the_reason_and_keeps_the_mattes(tmp_path, mb_se
     plate(media, [1, 2])
     clip_folder = media / "mattebridge" / "plate"
     clip_folder.mkdir(parents=True)
-    (clip_folder / "prompts.json").write_text(json.dumps({"version": 1, "objects": [
-        {"name": "hero", "frames": [{"frame": 2, "points": [{"x": 500.5, "y": 32.5, "positive": True}]}]}]}))
+    (clip_folder / "prompts.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "objects": [
+                    {"name": "hero", "frames": [{"frame": 2, "points": [{"x": 500.5, "y": 32.5, "positive": True}]}]}
+                ],
+            }
+        )
+    )
     env = environment(tmp_path, mb_server.address, auto=True)
     resolve = standin.resolve_with_clip(str(media / "plate.[0001-0002].exr"), "01:00:00:01", HOUR_24, 2)
     code, lines, _ = run_script(resolve, env)
@@ -222,7 +253,9 @@ def test_settings_and_the_child_environment(tmp_path):
     env["MATTEBRIDGE_EXE"] = "/opt/mb/bin/mattebridge"
     env["MATTEBRIDGE_SERVER"] = "tcp://10.0.0.2:5557"
     config = script.load_config(env)
-    assert script.pick_command(config) == ["/opt/mb/bin/mattebridge", "pick"] and config["server"] == "tcp://10.0.0.2:5557"
+    assert (
+        script.pick_command(config) == ["/opt/mb/bin/mattebridge", "pick"] and config["server"] == "tcp://10.0.0.2:5557"
+    )
     child = script.child_environment(env)
     assert "PYTHONHOME" not in child and "QT_PLUGIN_PATH" not in child and child["QT_QPA_PLATFORM"] == "offscreen"
     with pytest.raises(script.ScriptError, match="cannot find the `mattebridge` command"):
@@ -270,8 +303,7 @@ def test_the_source_frame_comes_from_get_source_start_frame(tmp_path):
     4 source frames in, and each timeline frame is 2 source frames."""
     plate(tmp_path, range(1001, 1031))
     path = str(tmp_path / "plate.[1001-1030].exr")
-    resolve = standin.resolve_with_clip(path, "01:00:00:03", start=HOUR_24, duration=10, source_offset=4,
-                                        clip_fps="48")
+    resolve = standin.resolve_with_clip(path, "01:00:00:03", start=HOUR_24, duration=10, source_offset=4, clip_fps="48")
     _, shot = script.current_shot(resolve)
     assert shot.frame == 1001 + 4 + 3 * 2 and shot.used == (1005, 1024)
     assert called("GetSourceStartFrame") and not called("GetLeftOffset")
@@ -283,8 +315,16 @@ def test_object_names_are_checked_before_anything_starts(tmp_path):
     plate(media, [1, 2])
     folder = media / "mattebridge" / "plate"
     folder.mkdir(parents=True)
-    (folder / "prompts.json").write_text(json.dumps({"version": 1, "objects": [
-        {"name": "../hero", "frames": [{"frame": 1, "points": [{"x": 4.5, "y": 4.5, "positive": True}]}]}]}))
+    (folder / "prompts.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "objects": [
+                    {"name": "../hero", "frames": [{"frame": 1, "points": [{"x": 4.5, "y": 4.5, "positive": True}]}]}
+                ],
+            }
+        )
+    )
     resolve = standin.resolve_with_clip(str(media / "plate.[0001-0002].exr"), "01:00:00:00", HOUR_24, 2)
     code, lines, argvs = run_script(resolve, environment(tmp_path, "tcp://127.0.0.1:9"))
     assert code == 2 and len(lines) == 1 and argvs == []

@@ -1,17 +1,31 @@
 """Resuming a track job: frames already written by the same job are skipped, and results do not change."""
+
 from __future__ import annotations
 
 import json
 import os
 
 import numpy as np
-
 from conftest import model_args, read_exr, run_cli
 
 
 def _track(plate, checkpoint, out, *extra):
-    return run_cli("track", plate, "--frames", "1001-1008", "--point", "300,300@1004", "--colorspace", "ACEScg",
-                   "--out", out, "--report", os.path.join(os.path.dirname(out), "qc.json"), *extra, *model_args(checkpoint))
+    return run_cli(
+        "track",
+        plate,
+        "--frames",
+        "1001-1008",
+        "--point",
+        "300,300@1004",
+        "--colorspace",
+        "ACEScg",
+        "--out",
+        out,
+        "--report",
+        os.path.join(os.path.dirname(out), "qc.json"),
+        *extra,
+        *model_args(checkpoint),
+    )
 
 
 def _mattes(folder):

@@ -1,4 +1,5 @@
 """`mattebridge serve` as real processes on loopback ports, driven by the real client and raw sockets."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ import time
 import numpy as np
 import pytest
 import zmq
-
 from conftest import ServerProcess, model_args, read_exr, run_cli, write_exr
+
 from mattebridge.core.wire.client import Client, ServerError, ServerUnreachable
 from mattebridge.core.wire.protocol import ERRORS, TAG, Message, decode, encode
 
@@ -74,8 +75,9 @@ def test_every_message_type_round_trips(mb_server, bedroom_plate, tmp_path):
         prompts = clip.clear(1004, "cushion")
         assert [o["name"] for o in prompts["objects"]] == ["hero", "prop"]
 
-        run = clip.propagate(direction="both", out=str(tmp_path / "m" / "{object}.####.exr"), buffers=True,
-                             channels="RGBA")
+        run = clip.propagate(
+            direction="both", out=str(tmp_path / "m" / "{object}.####.exr"), buffers=True, channels="RGBA"
+        )
         results = list(run)
         assert sorted(r.frame for r in results) == list(range(1001, 1007))
         assert run.summary["frames_written"] == 6 and not run.summary["cancelled"], run.summary
@@ -122,8 +124,18 @@ def test_mattes_through_the_server_equal_track_in_process(mb_server, checkpoint,
     prompts.add_point("hero", 1006, 80, 60, positive=False)
     prompts.set_box("prop", 1004, (550, 120, 800, 540))
     (tmp_path / "p.json").write_text(prompts.dumps())
-    common = ["--frames", "1001-1008", "--prompts", tmp_path / "p.json", "--colorspace", "ACEScg",
-              "--layout", "layers", "--report", None]
+    common = [
+        "--frames",
+        "1001-1008",
+        "--prompts",
+        tmp_path / "p.json",
+        "--colorspace",
+        "ACEScg",
+        "--layout",
+        "layers",
+        "--report",
+        None,
+    ]
     outs = {}
     for name, extra in (("local", model_args(checkpoint)), ("server", ["--server", mb_server.address])):
         args = [a if a is not None else tmp_path / name / "qc.json" for a in common]
@@ -150,9 +162,11 @@ def test_mattes_through_the_server_equal_track_in_process(mb_server, checkpoint,
 # --- bad input ----------------------------------------------------------------------------------------
 def test_bad_input_gets_an_error_reply_each_and_the_server_stays_up(mb_server, bedroom_plate, tmp_path):
     sock = raw_socket(mb_server.address)
-    ids = iter(range(10 ** 6))
-    header = lambda t, **kw: json.dumps({"msg_id": f"m{next(ids)}", "msg_type": t, "version": 1, "session": "",
-                                         **kw}).encode()
+    ids = iter(range(10**6))
+
+    def header(t, **kw):
+        return json.dumps({"msg_id": f"m{next(ids)}", "msg_type": t, "version": 1, "session": "", **kw}).encode()
+
     cases = {
         "garbage bytes": ([b"\x00\xff garbage"], "bad_message"),
         "wrong frame count": ([TAG, header("hello")], "bad_message"),
@@ -161,20 +175,38 @@ def test_bad_input_gets_an_error_reply_each_and_the_server_stays_up(mb_server, b
         "content not an object": ([TAG, header("status"), b"[1, 2]"], "bad_message"),
         "unknown type": ([TAG, header("format_disk"), b"{}"], "unknown_type"),
         "future version": ([TAG, header("hello", version=99), b"{}"], "unsupported_version"),
-        "unknown clip": ([TAG, header("prompt"), json.dumps({"clip": "999", "frame": 1, "object": "a",
-                                                             "points": [[1, 1, True]]}).encode()], "unknown_clip"),
-        "path outside roots": ([TAG, header("open_clip"), json.dumps({"pattern": "/etc/plate.####.exr",
-                                                                      "frames": "1-2"}).encode()], "forbidden_path"),
+        "unknown clip": (
+            [
+                TAG,
+                header("prompt"),
+                json.dumps({"clip": "999", "frame": 1, "object": "a", "points": [[1, 1, True]]}).encode(),
+            ],
+            "unknown_clip",
+        ),
+        "path outside roots": (
+            [TAG, header("open_clip"), json.dumps({"pattern": "/etc/plate.####.exr", "frames": "1-2"}).encode()],
+            "forbidden_path",
+        ),
         "missing field": ([TAG, header("open_clip"), json.dumps({"pattern": bedroom_plate}).encode()], "bad_field"),
-        "bad frame range": ([TAG, header("open_clip"), json.dumps({"pattern": bedroom_plate, "frames": "9-1"}).encode()],
-                            "bad_field"),
-        "missing frames": ([TAG, header("open_clip"), json.dumps({"pattern": bedroom_plate, "frames": "1-3"}).encode()],
-                           "not_found"),
+        "bad frame range": (
+            [TAG, header("open_clip"), json.dumps({"pattern": bedroom_plate, "frames": "9-1"}).encode()],
+            "bad_field",
+        ),
+        "missing frames": (
+            [TAG, header("open_clip"), json.dumps({"pattern": bedroom_plate, "frames": "1-3"}).encode()],
+            "not_found",
+        ),
     }
     corrupt = tmp_path / "corrupt.0001.exr"
     corrupt.write_bytes(b"v/1\x01" + os.urandom(2000))
-    cases["corrupt EXR"] = ([TAG, header("open_clip"), json.dumps({"pattern": str(tmp_path / "corrupt.####.exr"),
-                                                                    "frames": "1-1"}).encode()], "bad_file")
+    cases["corrupt EXR"] = (
+        [
+            TAG,
+            header("open_clip"),
+            json.dumps({"pattern": str(tmp_path / "corrupt.####.exr"), "frames": "1-1"}).encode(),
+        ],
+        "bad_file",
+    )
     for name, (frames, code) in cases.items():
         reply = ask(sock, frames)
         assert reply.msg_type == "error" and reply.content["code"] == code, (name, reply.content)
@@ -197,14 +229,29 @@ def test_bad_input_gets_an_error_reply_each_and_the_server_stays_up(mb_server, b
     for name, (d, buffers) in bad.items():
         reply = request(sock, "put_frame", {"clip": clip, "frame": 1, "pixels": d}, buffers)
         assert reply.msg_type == "error" and reply.content["code"] in ("bad_buffer", "bad_field"), (name, reply.content)
-    reply = request(sock, "put_frame", {"clip": clip, "frame": 1, "pixels": desc,
-                                        "geometry": {"data": [0, 0, 9, 8]}}, [good.tobytes()])
+    reply = request(
+        sock,
+        "put_frame",
+        {"clip": clip, "frame": 1, "pixels": desc, "geometry": {"data": [0, 0, 9, 8]}},
+        [good.tobytes()],
+    )
     assert reply.content["code"] == "bad_buffer"  # pixels and data window disagree
-    assert request(sock, "put_frame", {"clip": clip, "frame": 1, "pixels": desc}, [good.tobytes()]).msg_type \
+    assert (
+        request(sock, "put_frame", {"clip": clip, "frame": 1, "pixels": desc}, [good.tobytes()]).msg_type
         == "put_frame_reply"
-    reply = request(sock, "propagate", {"clip": clip, "out": str(tmp_path / "x.####.exr"),
-                                        "prompts": {"version": 1, "objects": [{"name": "a", "frames": [
-                                            {"frame": 1, "points": [{"x": 1, "y": 1}]}]}]}})
+    )
+    reply = request(
+        sock,
+        "propagate",
+        {
+            "clip": clip,
+            "out": str(tmp_path / "x.####.exr"),
+            "prompts": {
+                "version": 1,
+                "objects": [{"name": "a", "frames": [{"frame": 1, "points": [{"x": 1, "y": 1}]}]}],
+            },
+        },
+    )
     assert reply.content["code"] == "not_found" and "frame" in reply.content["message"]  # frame 2 never sent
     assert request(sock, "hello").msg_type == "hello_reply"  # still up
     sock.close()
@@ -216,19 +263,50 @@ def test_fuzz_thousands_of_messages(mb_server):
     from hypothesis import strategies as st
 
     sock = raw_socket(mb_server.address, timeout_ms=20000)
-    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-                               lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                               max_leaves=12)
-    types = st.sampled_from(["open_clip", "put_frame", "prompt", "clear", "prompts", "propagate", "cancel",
-                             "close_clip", "status", "nonsense", ""])
-    fields = st.fixed_dictionaries({}, optional={
-        "clip": st.text(max_size=3) | st.integers(), "frame": st.integers() | st.text(max_size=3),
-        "frames": st.text(max_size=8), "pattern": st.text(max_size=20), "source": st.sampled_from(["files", "inline", "x"]),
-        "object": st.text(max_size=6), "points": json_values, "box": json_values, "mask": json_values,
-        "pixels": json_values, "shm": json_values, "geometry": json_values, "out": st.text(max_size=12),
-        "prompts": json_values, "direction": st.text(max_size=8), "job": json_values})
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+        max_leaves=12,
+    )
+    types = st.sampled_from(
+        [
+            "open_clip",
+            "put_frame",
+            "prompt",
+            "clear",
+            "prompts",
+            "propagate",
+            "cancel",
+            "close_clip",
+            "status",
+            "nonsense",
+            "",
+        ]
+    )
+    fields = st.fixed_dictionaries(
+        {},
+        optional={
+            "clip": st.text(max_size=3) | st.integers(),
+            "frame": st.integers() | st.text(max_size=3),
+            "frames": st.text(max_size=8),
+            "pattern": st.text(max_size=20),
+            "source": st.sampled_from(["files", "inline", "x"]),
+            "object": st.text(max_size=6),
+            "points": json_values,
+            "box": json_values,
+            "mask": json_values,
+            "pixels": json_values,
+            "shm": json_values,
+            "geometry": json_values,
+            "out": st.text(max_size=12),
+            "prompts": json_values,
+            "direction": st.text(max_size=8),
+            "job": json_values,
+        },
+    )
     structured = st.tuples(types, fields, st.lists(st.binary(max_size=64), max_size=3)).map(
-        lambda t: encode(Message(t[0], t[1], list(t[2]))))
+        lambda t: encode(Message(t[0], t[1], list(t[2])))
+    )
     raw = st.lists(st.binary(max_size=40), min_size=1, max_size=5)
     tagged = st.tuples(st.binary(max_size=30), st.binary(max_size=30)).map(lambda t: [TAG, t[0], t[1]])
     counts = {"error": 0, "other": 0}
@@ -274,16 +352,20 @@ def _wait(predicate, timeout, what):
 def test_client_killed_mid_propagation_frees_its_job_and_clips(checkpoint, bedroom_plate, tmp_path):
     server = ServerProcess(checkpoint, tmp_path, "--client-timeout", "2")
     try:
-        proc = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, server.address, bedroom_plate],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_CLIENT, server.address, bedroom_plate], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout.readline().strip() and proc.stdout.readline().strip()  # two frames arrived
         with Client(server.address) as watcher:
             status = watcher.status()
             assert len(status["jobs"]) == 1 and status["clips"] == 1
             proc.kill()
             proc.wait()
-            status = _wait(lambda: (lambda s: s if not s["jobs"] and s["clips"] == 0 else None)(watcher.status()),
-                           20, "the dead client's job and clip to be freed")
+            status = _wait(
+                lambda: (lambda s: s if not s["jobs"] and s["clips"] == 0 else None)(watcher.status()),
+                20,
+                "the dead client's job and clip to be freed",
+            )
             assert status["frames_done"] < 20  # cancelled, not run to the end
         assert "the client stopped heartbeating" in server.log()
     finally:
@@ -292,11 +374,28 @@ def test_client_killed_mid_propagation_frees_its_job_and_clips(checkpoint, bedro
 
 def test_server_killed_mid_propagation_then_a_restart_resumes(checkpoint, bedroom_plate, tmp_path):
     out = tmp_path / "m" / "hero.####.exr"
-    track = ["track", bedroom_plate, "--frames", "1001-1012", "--point", "300,300@1001", "--colorspace", "ACEScg",
-             "--direction", "forward", "--out", out, "--timeout", "2"]
+    track = [
+        "track",
+        bedroom_plate,
+        "--frames",
+        "1001-1012",
+        "--point",
+        "300,300@1001",
+        "--colorspace",
+        "ACEScg",
+        "--direction",
+        "forward",
+        "--out",
+        out,
+        "--timeout",
+        "2",
+    ]
     server = ServerProcess(checkpoint, tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "mattebridge.cli", *map(str, track), "--server",
-                             server.address], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mattebridge.cli", *map(str, track), "--server", server.address],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait(lambda: len(exr_listing(tmp_path / "m")) >= 3, 60, "three frames on disk")
     server.process.kill()  # SIGKILL: no chance to clean up
     server.stop()
@@ -321,8 +420,9 @@ def test_server_killed_mid_propagation_then_a_restart_resumes(checkpoint, bedroo
     code, _, err = run_cli(*track[:-2], "--out", tmp_path / "ref" / "hero.####.exr", *model_args(checkpoint))
     assert code == 0, err
     for f in range(1001, 1013):  # resumed == uninterrupted
-        np.testing.assert_array_equal(read_exr(tmp_path / "m" / f"hero.{f}.exr")[0],
-                                      read_exr(tmp_path / "ref" / f"hero.{f}.exr")[0])
+        np.testing.assert_array_equal(
+            read_exr(tmp_path / "m" / f"hero.{f}.exr")[0], read_exr(tmp_path / "ref" / f"hero.{f}.exr")[0]
+        )
 
 
 def test_sigterm_cancels_running_jobs_and_exits_cleanly(checkpoint, bedroom_plate, tmp_path):
@@ -384,11 +484,17 @@ def test_a_full_queue_answers_busy_with_a_retry_hint(checkpoint, bedroom_plate, 
     server = ServerProcess(checkpoint, tmp_path, "--max-queue", "2")
     try:
         sock = raw_socket(server.address, timeout_ms=60000)
-        clip = request(sock, "open_clip", {"pattern": bedroom_plate, "frames": "1001-1003",
-                                           "colorspace": "ACEScg"}).content["clip"]
+        clip = request(
+            sock, "open_clip", {"pattern": bedroom_plate, "frames": "1001-1003", "colorspace": "ACEScg"}
+        ).content["clip"]
         for i in range(8):
-            sock.send_multipart(encode(Message("prompt", {"clip": clip, "frame": 1001 + i % 3, "object": "a",
-                                                          "points": [[100 + i, 100, True]]})))
+            sock.send_multipart(
+                encode(
+                    Message(
+                        "prompt", {"clip": clip, "frame": 1001 + i % 3, "object": "a", "points": [[100 + i, 100, True]]}
+                    )
+                )
+            )
         replies = [decode(sock.recv_multipart()) for _ in range(8)]
         busy = [r for r in replies if r.msg_type == "error" and r.content["code"] == "busy"]
         assert busy and all(r.content["retry_after"] > 0 for r in busy)
@@ -448,8 +554,10 @@ def test_the_client_is_numpy_and_pyzmq_only_and_python_3_9():
     core = Path(__file__).resolve().parent.parent / "core"
     for name in ("client.py", "protocol.py", "shm.py", "errors.py", "__init__.py"):
         ast.parse((core / name).read_text(), filename=name, feature_version=(3, 9))
-    code = ("import sys, mattebridge.core.wire.client; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sam2', 'OpenImageIO', "
-            "'PyOpenColorIO', 'PySide6')); print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, mattebridge.core.wire.client; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sam2', 'OpenImageIO', "
+        "'PyOpenColorIO', 'PySide6')); print(bad); sys.exit(1 if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

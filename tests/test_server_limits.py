@@ -1,5 +1,6 @@
 """`mattebridge serve` under hostile or careless peers: idle crowds, greedy clients, oversized frames, exposed
 keys, a server stopped mid-job. Real server processes on loopback ports, driven by the real client and raw sockets."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,8 @@ from multiprocessing import shared_memory
 import numpy as np
 import pytest
 import zmq
-
 from conftest import ServerProcess, free_port, model_args, run_cli
+
 from mattebridge.core.wire.client import Busy, Client, ServerError
 from mattebridge.core.wire.protocol import Message, decode, encode
 
@@ -33,8 +34,10 @@ def request(sock, msg_type, content=None, buffers=()):
 
 
 def prompts_doc(*names, frame=1):
-    return {"version": 1, "objects": [{"name": n, "frames": [{"frame": frame, "points": [{"x": 8, "y": 8}]}]}
-                                      for n in names]}
+    return {
+        "version": 1,
+        "objects": [{"name": n, "frames": [{"frame": frame, "points": [{"x": 8, "y": 8}]}]} for n in names],
+    }
 
 
 def one_line(content):
@@ -128,8 +131,12 @@ def test_frames_over_the_pixel_limit_are_refused_by_every_transport(checkpoint, 
             return request(sock, "put_frame", {"clip": clip, "frame": 1, "shm": desc, "geometry": geometry}).content
 
         big = np.zeros((300, 400, 3), np.float32)  # 120000 pixels
-        reply = request(sock, "put_frame", {"clip": clip, "frame": 1, "pixels": {"buffer": 0, "dtype": "float32",
-                                                                               "shape": [300, 400, 3]}}, [big])
+        reply = request(
+            sock,
+            "put_frame",
+            {"clip": clip, "frame": 1, "pixels": {"buffer": 0, "dtype": "float32", "shape": [300, 400, 3]}},
+            [big],
+        )
         assert reply.content["code"] == "too_large"
         assert reply.content["message"].startswith("pixels: 400x300 is 120000 pixels") and one_line(reply.content)
         reply = put((300, 400, 4))
@@ -144,8 +151,17 @@ def test_frames_over_the_pixel_limit_are_refused_by_every_transport(checkpoint, 
         reply = put((300, 300, 4), geometry=huge)
         assert reply["code"] == "too_large" and reply["message"].startswith("geometry.display: 1048576x1048576")
         small = np.zeros((30, 30, 3), np.float32)
-        reply = request(sock, "put_frame", {"clip": clip, "frame": 1, "geometry": dict(huge, data=[0, 0, 30, 30]),
-                                            "pixels": {"buffer": 0, "dtype": "float32", "shape": [30, 30, 3]}}, [small])
+        reply = request(
+            sock,
+            "put_frame",
+            {
+                "clip": clip,
+                "frame": 1,
+                "geometry": dict(huge, data=[0, 0, 30, 30]),
+                "pixels": {"buffer": 0, "dtype": "float32", "shape": [30, 30, 3]},
+            },
+            [small],
+        )
         assert reply.content["code"] == "too_large" and reply.content["message"].startswith("geometry.display")
         assert put((300, 300, 4))["frame"] == 1  # 90000 pixels: taken
 
@@ -199,8 +215,10 @@ def test_a_shared_memory_frame_costs_one_float32_copy_and_oversized_claims_nothi
         _, peak = _memory(pid)
         growth = peak - before
         # the shared pages the server reads count in its RSS too: segment (1.33x) + the one copy (1x)
-        print(f"put_frame of a {pixels.nbytes >> 20} MiB segment: peak RSS +{growth >> 20} MiB "
-              f"({growth / frame_bytes:.2f}x the {frame_bytes >> 20} MiB float32 frame)")
+        print(
+            f"put_frame of a {pixels.nbytes >> 20} MiB segment: peak RSS +{growth >> 20} MiB "
+            f"({growth / frame_bytes:.2f}x the {frame_bytes >> 20} MiB float32 frame)"
+        )
         assert growth < 3 * frame_bytes, f"peak RSS grew {growth >> 20} MiB for a {frame_bytes >> 20} MiB frame"
 
         # over the default frame limit (8192x8192): refused before the segment is even opened
@@ -228,10 +246,18 @@ def test_a_shared_memory_frame_costs_one_float32_copy_and_oversized_claims_nothi
 # --- 7: keys -----------------------------------------------------------------------------------------------------
 def test_keys_are_private_whatever_the_umask_and_serve_refuses_an_exposed_secret(checkpoint, tmp_path):
     folder = tmp_path / "keys"
-    proc = subprocess.run([sys.executable, "-m", "mattebridge.cli", "keys", str(folder)], capture_output=True,
-                          text=True, timeout=60, preexec_fn=lambda: os.umask(0))  # the loosest umask there is
+    proc = subprocess.run(
+        [sys.executable, "-m", "mattebridge.cli", "keys", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.umask(0),
+    )  # the loosest umask there is
     assert proc.returncode == 0, proc.stderr
-    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+
+    def mode(p):
+        return stat.S_IMODE(os.stat(p).st_mode)
+
     assert mode(folder) == 0o700 and mode(folder / "clients") == 0o700
     assert mode(folder / "server.key_secret") == 0o600
     assert mode(folder / "server.key") == 0o644  # public: clients need it
@@ -239,12 +265,17 @@ def test_keys_are_private_whatever_the_umask_and_serve_refuses_an_exposed_secret
     secret = folder / "server.key_secret"
     for exposed in (0o644, 0o640, 0o604):
         os.chmod(secret, exposed)
-        code, _, err = run_cli("serve", "--bind", f"tcp://127.0.0.1:{free_port()}", "--keys", folder,
-                               *model_args(checkpoint), timeout=120)
+        code, _, err = run_cli(
+            "serve", "--bind", f"tcp://127.0.0.1:{free_port()}", "--keys", folder, *model_args(checkpoint), timeout=120
+        )
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1, err
-        assert lines[0].startswith(f"mattebridge: error: --keys {folder}: {secret} is open to other users "
-                                   f"(mode {exposed:04o})") and f"chmod 600 {secret}" in lines[0]
+        assert (
+            lines[0].startswith(
+                f"mattebridge: error: --keys {folder}: {secret} is open to other users (mode {exposed:04o})"
+            )
+            and f"chmod 600 {secret}" in lines[0]
+        )
 
 
 # --- 13: unsent frames, a server stopped mid-job -----------------------------------------------------------------
@@ -268,10 +299,31 @@ def test_propagating_an_inline_clip_with_unsent_frames_is_not_found(mb_server):
 def test_track_on_a_server_stopped_mid_job_says_so_in_one_line(checkpoint, bedroom_plate, tmp_path):
     out = tmp_path / "m"
     server = ServerProcess(checkpoint, tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "mattebridge.cli", "track", bedroom_plate, "--frames",
-                             "1001-1020", "--point", "300,300@1001", "--colorspace", "ACEScg", "--direction",
-                             "forward", "--out", str(out / "hero.####.exr"), "--timeout", "2", "--server",
-                             server.address], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mattebridge.cli",
+            "track",
+            bedroom_plate,
+            "--frames",
+            "1001-1020",
+            "--point",
+            "300,300@1001",
+            "--colorspace",
+            "ACEScg",
+            "--direction",
+            "forward",
+            "--out",
+            str(out / "hero.####.exr"),
+            "--timeout",
+            "2",
+            "--server",
+            server.address,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(600):  # until two frames are on disk (or the track is over)
             if len([n for n in os.listdir(out) if not n.startswith(".")] if out.is_dir() else []) >= 2:

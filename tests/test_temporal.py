@@ -1,4 +1,5 @@
 """Temporal smoother: calmer still edges, no lag on moving ones."""
+
 import numpy as np
 import pytest
 

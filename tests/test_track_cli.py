@@ -1,4 +1,5 @@
 """`mattebridge track` as a real process: mattes in the plate's geometry, metadata, errors."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import model_args, read_exr, run_cli, write_exr
+
 from mattebridge.core.wire.prompts import Prompts
 
 
@@ -22,8 +23,19 @@ def test_track_real_footage_two_objects(checkpoint, bedroom_plate, tmp_path):
     prompts.set_box("right_child", 1006, (550, 120, 800, 540))
     (tmp_path / "prompts.json").write_text(prompts.dumps())
     out = tmp_path / "mattes" / "{object}.####.exr"
-    code, _, err = run_cli("track", bedroom_plate, "--frames", "1001-1010", "--prompts", tmp_path / "prompts.json",
-                           "--colorspace", "ACEScg", "--out", out, *model_args(checkpoint))
+    code, _, err = run_cli(
+        "track",
+        bedroom_plate,
+        "--frames",
+        "1001-1010",
+        "--prompts",
+        tmp_path / "prompts.json",
+        "--colorspace",
+        "ACEScg",
+        "--out",
+        out,
+        *model_args(checkpoint),
+    )
     assert code == 0, err
     assert "Traceback" not in err and "ETA" in err
     names = listing(tmp_path / "mattes")
@@ -41,25 +53,47 @@ def test_track_real_footage_two_objects(checkpoint, bedroom_plate, tmp_path):
     assert not [n for n in names if n.startswith(".")]
 
 
-@pytest.mark.parametrize("display,data,aspect", [
-    ((0, 0, 96, 64), (16, 8, 48, 40), 1.0),      # data window inside the display window
-    ((0, 0, 96, 64), (-16, -8, 128, 80), 1.0),   # overscan: larger than the display window
-    ((0, 0, 96, 64), (40, 30, 80, 50), 1.0),     # offset, partly outside
-    ((-20, -10, 96, 64), (-30, -12, 90, 60), 2.0),  # negative origins, anamorphic
-])
+@pytest.mark.parametrize(
+    "display,data,aspect",
+    [
+        ((0, 0, 96, 64), (16, 8, 48, 40), 1.0),  # data window inside the display window
+        ((0, 0, 96, 64), (-16, -8, 128, 80), 1.0),  # overscan: larger than the display window
+        ((0, 0, 96, 64), (40, 30, 80, 50), 1.0),  # offset, partly outside
+        ((-20, -10, 96, 64), (-30, -12, 90, 60), 2.0),  # negative origins, anamorphic
+    ],
+)
 def test_mask_prompt_round_trips_in_plate_geometry(checkpoint, tmp_path, display, data, aspect):
     dx, dy, dw, dh = display
     x, y, w, h = data
     rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[y:y + h, x:x + w] + 0.5
-    disc = (((xx - dx - dw * 0.45) / (dw * 0.3)) ** 2 + ((yy - dy - dh * 0.5) / (dh * 0.35)) ** 2 <= 1).astype(np.float32)
+    yy, xx = np.mgrid[y : y + h, x : x + w] + 0.5
+    disc = (((xx - dx - dw * 0.45) / (dw * 0.3)) ** 2 + ((yy - dy - dh * 0.5) / (dh * 0.35)) ** 2 <= 1).astype(
+        np.float32
+    )
     for f in (1, 2):
-        write_exr(tmp_path / f"plate.{f:04d}.exr", {c: rng.random((h, w)).astype(np.float32) for c in "RGB"},
-                  display=display, data=data, pixel_aspect=aspect)
+        write_exr(
+            tmp_path / f"plate.{f:04d}.exr",
+            {c: rng.random((h, w)).astype(np.float32) for c in "RGB"},
+            display=display,
+            data=data,
+            pixel_aspect=aspect,
+        )
     write_exr(tmp_path / "mask.exr", {"A": disc}, display=display, data=data, pixel_aspect=aspect)
-    code, _, err = run_cli("track", tmp_path / "plate.%04d.exr", "--frames", "1-2", "--mask", f"{tmp_path / 'mask.exr'}@1",
-                           "--out", tmp_path / "out" / "m.####.exr", "--edge", "hard", "--colorspace", "ACEScg",
-                           *model_args(checkpoint))
+    code, _, err = run_cli(
+        "track",
+        tmp_path / "plate.%04d.exr",
+        "--frames",
+        "1-2",
+        "--mask",
+        f"{tmp_path / 'mask.exr'}@1",
+        "--out",
+        tmp_path / "out" / "m.####.exr",
+        "--edge",
+        "hard",
+        "--colorspace",
+        "ACEScg",
+        *model_args(checkpoint),
+    )
     assert code == 0, err
     alpha, spec = read_exr(tmp_path / "out" / "m.0001.exr")
     assert (spec.x, spec.y, spec.width, spec.height) == data
@@ -97,19 +131,34 @@ def test_error_cases_are_one_line_and_leave_nothing(checkpoint, bedroom_plate, t
 
     cases = [
         (["--frames", "1001-1030", "--point", "10,10"], "plate.1021.exr: frame 1021 is missing"),
-        ([str(corrupt / "plate.####.exr"), "--frames", "1001-1003", "--point", "10,10"], "plate.1003.exr: unreadable or corrupt"),
+        (
+            [str(corrupt / "plate.####.exr"), "--frames", "1001-1003", "--point", "10,10"],
+            "plate.1003.exr: unreadable or corrupt",
+        ),
         (["--frames", "1001-1003", "--point", "10,10", "--colorspace", "ACEScgx"], "'ACEScgx' is not in"),
         (["--frames", "1001-1003", "--point", "10,10", "--view", "sRGB - Display/Nope"], "view 'Nope'"),
         (["--frames", "1001-1003", "--point", "2000,10"], "point 2000,10 is outside the image"),
-        (["--frames", "1001-1003", "--point", "10,10", "--point", "10,10@1200"], "frame 1200: frame is outside the range 1001-1003"),
+        (
+            ["--frames", "1001-1003", "--point", "10,10", "--point", "10,10@1200"],
+            "frame 1200: frame is outside the range 1001-1003",
+        ),
         (["--frames", "1003-1001", "--point", "10,10"], "range '1003-1001' is reversed"),
         (["--frames", "", "--point", "10,10"], "--frames: cannot read ''"),
         (["--frames", "1001-1003"], "no prompts"),
         (["--frames", "1001-1003", "--point", "10,x"], "--point '10,x'"),
-        (["--frames", "1001-1003", "--point", "10,10", "--checkpoint", bad_ckpt], "bad.pt: not a loadable weights-only checkpoint"),
+        (
+            ["--frames", "1001-1003", "--point", "10,10", "--checkpoint", bad_ckpt],
+            "bad.pt: not a loadable weights-only checkpoint",
+        ),
         (["--frames", "1001-1003", "--point", "10,10", "--checkpoint", wrong_ckpt], "wrong.pt: weights do not fit"),
-        (["--frames", "1001-1003", "--point", "10,10", "--checkpoint", evil], "evil.pt: not a loadable weights-only checkpoint"),
-        (["--frames", "1001-1003", "--point", "10,10", "--checkpoint", tmp_path / "none.pt"], "none.pt: checkpoint not found"),
+        (
+            ["--frames", "1001-1003", "--point", "10,10", "--checkpoint", evil],
+            "evil.pt: not a loadable weights-only checkpoint",
+        ),
+        (
+            ["--frames", "1001-1003", "--point", "10,10", "--checkpoint", tmp_path / "none.pt"],
+            "none.pt: checkpoint not found",
+        ),
     ]
     for extra, message in cases:
         args = list(extra)
@@ -132,8 +181,21 @@ def test_truncated_frame_mid_shot_leaves_only_complete_mattes(checkpoint, bedroo
         data = open(os.path.join(plate_dir, f"plate.{f}.exr"), "rb").read()
         (shot / f"plate.{f}.exr").write_bytes(data[: len(data) // 2] if f == 1005 else data)
     out = tmp_path / "out" / "m.####.exr"
-    code, _, err = run_cli("track", shot / "plate.####.exr", "--frames", "1001-1006", "--point", "300,300",
-                           "--direction", "forward", "--out", out, "--colorspace", "ACEScg", *model_args(checkpoint))
+    code, _, err = run_cli(
+        "track",
+        shot / "plate.####.exr",
+        "--frames",
+        "1001-1006",
+        "--point",
+        "300,300",
+        "--direction",
+        "forward",
+        "--out",
+        out,
+        "--colorspace",
+        "ACEScg",
+        *model_args(checkpoint),
+    )
     lines = err.strip().splitlines()
     assert code != 0 and lines[-1].startswith("mattebridge: error: ") and "plate.1005.exr" in lines[-1], err
     assert "Traceback" not in err
@@ -150,14 +212,36 @@ def test_production_outputs_layers_cryptomatte_report_cutout(checkpoint, bedroom
     prompts.add_point("hero", 1001, 300, 300)
     prompts.set_box("prop", 1001, (550, 120, 800, 540))
     (tmp_path / "p.json").write_text(prompts.dumps())
-    common = ["--frames", "1001-1004", "--prompts", tmp_path / "p.json", "--colorspace", "ACEScg", *model_args(checkpoint)]
-    code, _, err = run_cli("track", bedroom_plate, *common, "--layout", "cryptomatte", "--fill-holes", "400",
-                           "--out", tmp_path / "crypto" / "shot.####.exr", "--report", tmp_path / "qc.json",
-                           "--cutout", tmp_path / "cut" / "cut.####.exr")
+    common = [
+        "--frames",
+        "1001-1004",
+        "--prompts",
+        tmp_path / "p.json",
+        "--colorspace",
+        "ACEScg",
+        *model_args(checkpoint),
+    ]
+    code, _, err = run_cli(
+        "track",
+        bedroom_plate,
+        *common,
+        "--layout",
+        "cryptomatte",
+        "--fill-holes",
+        "400",
+        "--out",
+        tmp_path / "crypto" / "shot.####.exr",
+        "--report",
+        tmp_path / "qc.json",
+        "--cutout",
+        tmp_path / "cut" / "cut.####.exr",
+    )
     assert code == 0, err
     pixels, spec = read_exr(tmp_path / "crypto" / "shot.1002.exr")
     names = list(spec.channelnames)
-    assert {"hero.A", "prop.A", "CryptoObject00.R", "CryptoObject00.G", "CryptoObject00.B", "CryptoObject00.A"} <= set(names)
+    assert {"hero.A", "prop.A", "CryptoObject00.R", "CryptoObject00.G", "CryptoObject00.B", "CryptoObject00.A"} <= set(
+        names
+    )
     assert str(spec.format) == "float"
     key = layer_key("CryptoObject")
     assert spec.get_string_attribute(f"cryptomatte/{key}/name") == "CryptoObject"
@@ -178,7 +262,9 @@ def test_production_outputs_layers_cryptomatte_report_cutout(checkpoint, bedroom
     np.testing.assert_allclose(cut[..., :3], plate * coverage[..., None], atol=2e-2)
 
     # soft edges differ from the raw sigmoid, and only near edges
-    code, _, err = run_cli("track", bedroom_plate, *common, "--edge", "raw", "--out", tmp_path / "raw" / "{object}.####.exr")
+    code, _, err = run_cli(
+        "track", bedroom_plate, *common, "--edge", "raw", "--out", tmp_path / "raw" / "{object}.####.exr"
+    )
     assert code == 0, err
     code, _, err = run_cli("track", bedroom_plate, *common, "--out", tmp_path / "soft" / "{object}.####.exr")
     assert code == 0, err

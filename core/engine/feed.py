@@ -3,6 +3,7 @@
 Lazy and bounded: frames are prepared on demand and a few ahead (in the direction the engine is
 moving) on worker threads, never the whole shot.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,8 +33,15 @@ class ModelFeed:
     """Sequence of model input tensors (3, S, S) for clip indices 0..N-1: index i is `frames[i]`, a frame
     number that `read` turns into its plate."""
 
-    def __init__(self, frames: List[int], read: Callable[[int], Plate], size: int,
-                 transform: DisplayTransform, ahead: int = 4, workers: int = 2):
+    def __init__(
+        self,
+        frames: List[int],
+        read: Callable[[int], Plate],
+        size: int,
+        transform: DisplayTransform,
+        ahead: int = 4,
+        workers: int = 2,
+    ):
         self.frames, self.read, self.size, self.transform = frames, read, size, transform
         self.ahead = ahead
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mattebridge-feed")

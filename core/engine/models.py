@@ -1,4 +1,5 @@
 """SAM 2.1 checkpoints: the published ones (download, verify, cache) and building a predictor from one."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,16 +28,35 @@ class ModelInfo:
     size: int
 
 
-MODELS = {m.name: m for m in (
-    ModelInfo("sam2.1_hiera_tiny", "sam2.1_hiera_t",
-              "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69", 156008466),
-    ModelInfo("sam2.1_hiera_small", "sam2.1_hiera_s",
-              "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38", 184416285),
-    ModelInfo("sam2.1_hiera_base_plus", "sam2.1_hiera_b+",
-              "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5", 323606802),
-    ModelInfo("sam2.1_hiera_large", "sam2.1_hiera_l",
-              "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318", 898083611),
-)}
+MODELS = {
+    m.name: m
+    for m in (
+        ModelInfo(
+            "sam2.1_hiera_tiny",
+            "sam2.1_hiera_t",
+            "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+            156008466,
+        ),
+        ModelInfo(
+            "sam2.1_hiera_small",
+            "sam2.1_hiera_s",
+            "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+            184416285,
+        ),
+        ModelInfo(
+            "sam2.1_hiera_base_plus",
+            "sam2.1_hiera_b+",
+            "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+            323606802,
+        ),
+        ModelInfo(
+            "sam2.1_hiera_large",
+            "sam2.1_hiera_l",
+            "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+            898083611,
+        ),
+    )
+}
 
 
 def model_info(name: str) -> ModelInfo:
@@ -91,7 +111,9 @@ def download(name: str, progress=None) -> str:
                     progress(done, total)
         if digest.hexdigest() != info.sha256:
             raise MatteBridgeError(
-                f"{url}: SHA-256 mismatch (got {digest.hexdigest()}, expected {info.sha256}); the download was discarded")
+                f"{url}: SHA-256 mismatch (got {digest.hexdigest()}, expected {info.sha256}); "
+                f"the download was discarded"
+            )
         os.replace(tmp, dest)
         return dest
     except urllib.error.HTTPError as e:
@@ -115,7 +137,10 @@ def config_path(name: str) -> str:
         family = "sam2.1" if name.startswith("sam2.1") else "sam2"
         rel = f"configs/{family}/{name}.yaml"
     if not os.path.exists(os.path.join(root, rel)):
-        raise MatteBridgeError(f"model config {name!r}: no such sam2 config (e.g. sam2.1_hiera_t, sam2.1_hiera_s, sam2.1_hiera_b+, sam2.1_hiera_l)")
+        raise MatteBridgeError(
+            f"model config {name!r}: no such sam2 config "
+            f"(e.g. sam2.1_hiera_t, sam2.1_hiera_s, sam2.1_hiera_b+, sam2.1_hiera_l)"
+        )
     return rel
 
 
@@ -177,11 +202,15 @@ def load_checkpoint(predictor, path: str) -> None:
     try:
         missing, unexpected = predictor.load_state_dict(state["model"], strict=False)
     except RuntimeError as e:
-        raise MatteBridgeError(f"{path}: weights do not fit the model config ({str(e).splitlines()[0][:200]})") from None
+        raise MatteBridgeError(
+            f"{path}: weights do not fit the model config ({str(e).splitlines()[0][:200]})"
+        ) from None
     if missing or unexpected:
         raise MatteBridgeError(
-            f"{path}: weights do not fit the model config ({len(missing)} missing, {len(unexpected)} unexpected tensors, "
-            f"e.g. {(list(missing) + list(unexpected))[0]})")
+            f"{path}: weights do not fit the model config ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected tensors, "
+            f"e.g. {(list(missing) + list(unexpected))[0]})"
+        )
 
 
 def save_random_checkpoint(path: str, config: str = "sam2.1_hiera_t", seed: int = 0) -> str:
@@ -207,8 +236,13 @@ class LoadedModel:
     device: object
 
 
-def load_model(name: str = "sam2.1_hiera_small", checkpoint: Optional[str] = None, config: Optional[str] = None,
-               image_size: Optional[int] = None, device: str = "auto") -> LoadedModel:
+def load_model(
+    name: str = "sam2.1_hiera_small",
+    checkpoint: Optional[str] = None,
+    config: Optional[str] = None,
+    image_size: Optional[int] = None,
+    device: str = "auto",
+) -> LoadedModel:
     """A published model from the cache by name, or `checkpoint` with `config`, ready on `device`."""
     if checkpoint:
         if not config:

@@ -1,6 +1,7 @@
 """Every change mattebridge makes to sam2's own behaviour, in one place: installed explicitly when a model is
 built (`install`, idempotent) and refused on a sam2 other than the one these were written and tested against,
 since they reach into its internals."""
+
 from __future__ import annotations
 
 import threading
@@ -27,8 +28,10 @@ def install() -> None:
         except PackageNotFoundError:
             found = "not installed"
         if found != SAM2_VERSION:
-            raise MatteBridgeError(f"sam2 {found}: mattebridge's engine is written for sam2 {SAM2_VERSION} (it reaches "
-                                   f"into sam2's internals); install sam2=={SAM2_VERSION}")
+            raise MatteBridgeError(
+                f"sam2 {found}: mattebridge's engine is written for sam2 {SAM2_VERSION} (it reaches "
+                f"into sam2's internals); install sam2=={SAM2_VERSION}"
+            )
         from sam2 import sam2_video_predictor
         from sam2.modeling.sam2_base import SAM2Base
 

@@ -6,6 +6,7 @@ can still attend to: conditioning (prompted) frames, and the non-conditioning fr
 the current frame or of a conditioning frame (memory frames and object pointers). The calls are
 sam2's, so results are those of `propagate_in_video` on the same call sequence.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,7 +95,9 @@ class StreamingTracker:
                 self.predictor.add_new_mask(self.state, index, obj, torch.as_tensor(prompt.mask, dtype=torch.bool))
             else:
                 self.predictor.add_new_points_or_box(
-                    self.state, index, obj,
+                    self.state,
+                    index,
+                    obj,
                     points=None if prompt.points is None else torch.as_tensor(prompt.points, dtype=torch.float32),
                     labels=None if prompt.labels is None else torch.as_tensor(prompt.labels, dtype=torch.int32),
                     box=None if prompt.box is None else torch.as_tensor(prompt.box, dtype=torch.float32),
@@ -117,8 +120,9 @@ class StreamingTracker:
         return TrackerOutput(index, logits, scores, ious)
 
     # --- propagation --------------------------------------------------------------------------
-    def propagate(self, start: int, stop: int, reverse: bool = False,
-                  corrections: Optional[Dict[int, List[tuple]]] = None) -> Iterator[TrackerOutput]:
+    def propagate(
+        self, start: int, stop: int, reverse: bool = False, corrections: Optional[Dict[int, List[tuple]]] = None
+    ) -> Iterator[TrackerOutput]:
         """Track from `start` to `stop` (inclusive) in one direction, yielding every frame.
 
         `corrections` maps a frame index to [(object, ObjectPrompt), ...]: when the pass reaches that frame
@@ -148,7 +152,8 @@ class StreamingTracker:
             return
         with self._compute():
             frames = self.predictor.propagate_in_video(
-                self.state, start_frame_idx=start, max_frame_num_to_track=abs(stop - start), reverse=reverse)
+                self.state, start_frame_idx=start, max_frame_num_to_track=abs(stop - start), reverse=reverse
+            )
         while True:
             with self._compute():
                 item = next(frames, None)
@@ -168,5 +173,7 @@ class StreamingTracker:
 
     def state_frames(self) -> int:
         """How many per-frame outputs are held (for tests and benchmarks)."""
-        return sum(len(s["cond_frame_outputs"]) + len(s["non_cond_frame_outputs"])
-                   for s in self.state["output_dict_per_obj"].values())
+        return sum(
+            len(s["cond_frame_outputs"]) + len(s["non_cond_frame_outputs"])
+            for s in self.state["output_dict_per_obj"].values()
+        )

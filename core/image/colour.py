@@ -1,4 +1,5 @@
 """Colour management with OpenColorIO: what the model sees is the plate through a display/view."""
+
 from __future__ import annotations
 
 import os
@@ -42,11 +43,17 @@ def config_files(config) -> list:
 
     transforms = []
     for cs in config.getColorSpaces():
-        transforms += [cs.getTransform(ocio.COLORSPACE_DIR_TO_REFERENCE), cs.getTransform(ocio.COLORSPACE_DIR_FROM_REFERENCE)]
+        transforms += [
+            cs.getTransform(ocio.COLORSPACE_DIR_TO_REFERENCE),
+            cs.getTransform(ocio.COLORSPACE_DIR_FROM_REFERENCE),
+        ]
     for look in config.getLooks():
         transforms += [look.getTransform(), look.getInverseTransform()]
     for vt in config.getViewTransforms():
-        transforms += [vt.getTransform(ocio.VIEWTRANSFORM_DIR_TO_REFERENCE), vt.getTransform(ocio.VIEWTRANSFORM_DIR_FROM_REFERENCE)]
+        transforms += [
+            vt.getTransform(ocio.VIEWTRANSFORM_DIR_TO_REFERENCE),
+            vt.getTransform(ocio.VIEWTRANSFORM_DIR_FROM_REFERENCE),
+        ]
     for nt in config.getNamedTransforms():
         transforms += [nt.getTransform(ocio.TRANSFORM_DIR_FORWARD), nt.getTransform(ocio.TRANSFORM_DIR_INVERSE)]
     context, files = config.getCurrentContext(), set()
@@ -67,8 +74,10 @@ def resolve_colorspace(config, explicit: Optional[str], file_colorspace: str, is
     if explicit:
         cs = config.getColorSpace(explicit)
         if cs is None:
-            raise FieldError("colorspace", f" {explicit!r} is not in the OCIO config {source}; colour spaces: "
-                                           f"{', '.join(_names(config))}")
+            raise FieldError(
+                "colorspace",
+                f" {explicit!r} is not in the OCIO config {source}; colour spaces: {', '.join(_names(config))}",
+            )
         return cs.getName()
     if file_colorspace and config.getColorSpace(file_colorspace) is not None:
         return config.getColorSpace(file_colorspace).getName()
@@ -78,7 +87,9 @@ def resolve_colorspace(config, explicit: Optional[str], file_colorspace: str, is
         if cs is not None:
             return cs.getName()
     kind = "a scene_linear role" if is_float else "an sRGB colour space"
-    raise MatteBridgeError(f"OCIO config {source} has no {kind}; give the plate's colour space (--colorspace; on the wire: colorspace)")
+    raise MatteBridgeError(
+        f"OCIO config {source} has no {kind}; give the plate's colour space (--colorspace; on the wire: colorspace)"
+    )
 
 
 def resolve_view(config, view: Optional[str], source: str):
@@ -89,7 +100,9 @@ def resolve_view(config, view: Optional[str], source: str):
         return display, config.getDefaultView(display)
     display, sep, name = view.partition("/")
     if not sep:
-        raise FieldError("view", f" {view!r}: expected \"DISPLAY/VIEW\", e.g. \"{displays[0]}/{config.getDefaultView(displays[0])}\"")
+        raise FieldError(
+            "view", f' {view!r}: expected "DISPLAY/VIEW", e.g. "{displays[0]}/{config.getDefaultView(displays[0])}"'
+        )
     if display not in displays:
         raise FieldError("view", f": display {display!r} is not in {source}; displays: {', '.join(displays)}")
     views = list(config.getViews(display))
@@ -115,7 +128,9 @@ class DisplayTransform:
         try:
             processor = config.getProcessor(transform)
         except Exception as e:
-            raise MatteBridgeError(f"OCIO: cannot build {self.colorspace} -> {self.display}/{self.view} ({e})") from None
+            raise MatteBridgeError(
+                f"OCIO: cannot build {self.colorspace} -> {self.display}/{self.view} ({e})"
+            ) from None
         self._cpu = processor.getDefaultCPUProcessor()
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:

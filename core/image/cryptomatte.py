@@ -2,6 +2,7 @@
 
 Nuke 13+, Blender's compositor and Fusion decode these; each tracked object becomes one id.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,12 @@ def layer_key(layer_type: str) -> str:
 
 def cryptomatte_metadata(layer_type: str, names: Iterable[str]) -> Dict[str, str]:
     prefix = f"cryptomatte/{layer_key(layer_type)}/"
-    return {prefix + "name": layer_type, prefix + "hash": "MurmurHash3_32",
-            prefix + "conversion": "uint32_to_float32", prefix + "manifest": manifest(names)}
+    return {
+        prefix + "name": layer_type,
+        prefix + "hash": "MurmurHash3_32",
+        prefix + "conversion": "uint32_to_float32",
+        prefix + "manifest": manifest(names),
+    }
 
 
 def shared_coverage(alphas: np.ndarray) -> np.ndarray:
@@ -93,8 +98,9 @@ def shared_coverage(alphas: np.ndarray) -> np.ndarray:
     return a * scale.astype(np.float32)  # 1.0 (alphas untouched) wherever they add up to at most 1
 
 
-def cryptomatte_channels(layer_type: str, mattes: Mapping[str, np.ndarray],
-                         ranks: Optional[int] = None) -> Dict[str, np.ndarray]:
+def cryptomatte_channels(
+    layer_type: str, mattes: Mapping[str, np.ndarray], ranks: Optional[int] = None
+) -> Dict[str, np.ndarray]:
     """`{type}NN.R/G/B/A` float32 channels: per pixel, (id, coverage) pairs by coverage, highest first.
 
     `ranks` defaults to the number of objects rounded up to even (the spec suggests 6 for renders,
@@ -120,6 +126,8 @@ def cryptomatte_channels(layer_type: str, mattes: Mapping[str, np.ndarray],
     h, w = cover.shape[1:]
     out: Dict[str, np.ndarray] = {}
     for layer in range((ranks + 1) // 2):
-        for ch, (plane, r) in zip("RGBA", ((idv, 2 * layer), (cov, 2 * layer), (idv, 2 * layer + 1), (cov, 2 * layer + 1))):
+        for ch, (plane, r) in zip(
+            "RGBA", ((idv, 2 * layer), (cov, 2 * layer), (idv, 2 * layer + 1), (cov, 2 * layer + 1))
+        ):
             out[f"{layer_type}{layer:02d}.{ch}"] = plane[r] if r < len(plane) else np.zeros((h, w), np.float32)
     return out

@@ -1,4 +1,5 @@
 """Writing matte EXRs in the plate's exact geometry, atomically (temp file + rename)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from mattebridge.core.image.plate import Geometry, channel_names, lenient_text, 
 METADATA_PREFIX = "mattebridge/"
 
 
-def write_matte(path: str, channels: Dict[str, np.ndarray], geometry: Geometry, metadata: Dict[str, object],
-                pixel_type: str = "half", standard_metadata: Dict[str, str] = None) -> None:
+def write_matte(
+    path: str,
+    channels: Dict[str, np.ndarray],
+    geometry: Geometry,
+    metadata: Dict[str, object],
+    pixel_type: str = "half",
+    standard_metadata: Dict[str, str] = None,
+) -> None:
     """One EXR: `channels` (name -> (data h, data w) array) over the data window, ZIP, lossless.
 
     Written to a temporary name in the same folder and renamed, so readers never see a partial file.
@@ -47,7 +54,9 @@ def write_matte(path: str, channels: Dict[str, np.ndarray], geometry: Geometry, 
         out = oiio.ImageOutput.create(tmp)
         if out is None or not out.open(tmp, spec):
             reason = library_error(out, fallback="", path=tmp) if out is not None else ""
-            raise MatteBridgeError(f"{path}: cannot write ({reason or library_error(fallback='open failed', path=tmp)})")
+            raise MatteBridgeError(
+                f"{path}: cannot write ({reason or library_error(fallback='open failed', path=tmp)})"
+            )
         ok = out.write_image(pixels)
         ok = out.close() and ok
         if not ok:
@@ -71,7 +80,7 @@ def read_metadata(path: str) -> Dict[str, str]:
         for a in inp.spec().extra_attribs:  # a damaged header's names and values may not be UTF-8
             name = lenient_text(lambda: a.name)
             if name.startswith(METADATA_PREFIX):
-                out[name[len(METADATA_PREFIX):]] = lenient_text(lambda: a.value)
+                out[name[len(METADATA_PREFIX) :]] = lenient_text(lambda: a.value)
         return out
     finally:
         inp.close()
@@ -92,7 +101,9 @@ def read_channels(path: str, names: Sequence[str]) -> np.ndarray:
             raise MatteBridgeError(f"{path}: no channel {', '.join(missing)} (has {printable_line(', '.join(have))})")
         pixels = inp.read_image(0, 0, 0, spec.nchannels, "float")
         if pixels is None:
-            raise MatteBridgeError(f"{path}: cannot read pixels ({library_error(inp, fallback='read failed', path=path)})")
+            raise MatteBridgeError(
+                f"{path}: cannot read pixels ({library_error(inp, fallback='read failed', path=path)})"
+            )
         return np.ascontiguousarray(pixels.reshape(spec.height, spec.width, -1)[..., [have.index(n) for n in names]])
     finally:
         inp.close()

@@ -1,4 +1,5 @@
 """Reading plate frames with OpenImageIO, keeping their geometry (display/data window, pixel aspect)."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ def printable_line(text: str, limit: int = 300) -> str:
     """The first non-empty line of `text`, control characters shown as '?', at most `limit` characters."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     line = "".join(c if c.isprintable() else "?" for c in line)
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def lenient_text(get) -> str:
@@ -71,8 +72,11 @@ class Geometry:
 
     @classmethod
     def from_json(cls, doc) -> "Geometry":
-        return cls(tuple(int(v) for v in doc["display"]), tuple(int(v) for v in doc["data"]),
-                   float(doc.get("pixel_aspect", 1.0)))
+        return cls(
+            tuple(int(v) for v in doc["display"]),
+            tuple(int(v) for v in doc["data"]),
+            float(doc.get("pixel_aspect", 1.0)),
+        )
 
 
 @dataclass
@@ -100,8 +104,9 @@ def _open(path: str):
         raise MatteBridgeError(f"{path}: file not found")
     inp = oiio.ImageInput.open(path)
     if inp is None:
-        raise MatteBridgeError(f"{path}: unreadable or corrupt image "
-                               f"({library_error(fallback='unknown format', path=path)})")
+        raise MatteBridgeError(
+            f"{path}: unreadable or corrupt image ({library_error(fallback='unknown format', path=path)})"
+        )
     return inp
 
 
@@ -147,7 +152,9 @@ def _choose(path: str, specs, layer: Optional[str]) -> _Source:
         if spec.nchannels in (1, 3):
             return _Source(0, tuple(range(spec.nchannels)), spec)
         raise MatteBridgeError(
-            f"{path}: no R,G,B or Y channels in the first part; pick one with --layer (layers: {printable_line(', '.join(_layers(specs)))})")
+            f"{path}: no R,G,B or Y channels in the first part; pick one with --layer "
+            f"(layers: {printable_line(', '.join(_layers(specs)))})"
+        )
     for i, spec in enumerate(specs):  # a part of a multi-part file, by name
         if _part_name(spec, i) == layer:
             return _in_part(path, specs, i)
@@ -231,8 +238,10 @@ def read_mask(path: str) -> Tuple[np.ndarray, Geometry]:
         elif spec.nchannels == 1:
             ch = 0
         else:
-            raise MatteBridgeError(f"{path}: a mask needs an alpha channel or a single channel "
-                                   f"(has {printable_line(', '.join(channel_names(spec)))})")
+            raise MatteBridgeError(
+                f"{path}: a mask needs an alpha channel or a single channel "
+                f"(has {printable_line(', '.join(channel_names(spec)))})"
+            )
         pixels = inp.read_image(0, 0, ch, ch + 1, "float")
         if pixels is None:
             raise _fail(path, inp, "corrupt or truncated image data")
@@ -259,5 +268,5 @@ def to_display(pixels: np.ndarray, geometry: Geometry) -> np.ndarray:
     x0, x1 = max(x, dx), min(x + w, dx + dw)
     y0, y1 = max(y, dy), min(y + h, dy + dh)
     if x1 > x0 and y1 > y0:
-        out[y0 - dy:y1 - dy, x0 - dx:x1 - dx] = pixels[y0 - y:y1 - y, x0 - x:x1 - x]
+        out[y0 - dy : y1 - dy, x0 - dx : x1 - dx] = pixels[y0 - y : y1 - y, x0 - x : x1 - x]
     return out

@@ -4,6 +4,7 @@ Down: area average in linear light (exact for whole-number ratios), so highlight
 Up: the bilinear rule of torch's `interpolate(align_corners=False)` that sam2 uses, evaluated at the
 centres of any window of pixels, so data windows outside the display window (overscan) extend the edge.
 """
+
 from __future__ import annotations
 
 import numpy as np

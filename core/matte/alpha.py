@@ -1,11 +1,11 @@
 """Model logits -> alpha over a frame's data window (docs/architecture.md §2, alpha post)."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from mattebridge.core.image.plate import Geometry
 from mattebridge.core.image.resample import upsample_to_window
-
 
 
 def logits_over_data_window(logits: np.ndarray, geometry: Geometry) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Box sums by running sums: O(pixels) whatever the radius. Shared by refine, holes and temporal."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,6 +11,7 @@ Flag rules (each compares a frame with the previous recorded frame of the same o
   `window` scores of frames where the object was present.
 The score is SAM 2.1's object-presence logit: above 0 the model thinks the object is visible.
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,21 +50,40 @@ def matte_stats(alpha: np.ndarray, origin: Tuple[int, int] = (0, 0)):
 
 
 class QCReport:
-    def __init__(self, min_area: float = 1e-5, jump: float = 0.1, area_factor: float = 3.0,
-                 score_drop: float = 4.0, window: int = 9):
-        self.rules = {"min_area": min_area, "jump": jump, "area_factor": area_factor,
-                      "score_drop": score_drop, "window": window}
+    def __init__(
+        self,
+        min_area: float = 1e-5,
+        jump: float = 0.1,
+        area_factor: float = 3.0,
+        score_drop: float = 4.0,
+        window: int = 9,
+    ):
+        self.rules = {
+            "min_area": min_area,
+            "jump": jump,
+            "area_factor": area_factor,
+            "score_drop": score_drop,
+            "window": window,
+        }
         self.diagonal = 0.0
         self._records: Dict[Tuple[str, int], FrameQC] = {}
 
-    def add(self, frame: int, obj: str, score: float, alpha: np.ndarray, origin: Tuple[int, int] = (0, 0),
-            iou: Optional[float] = None) -> None:
+    def add(
+        self,
+        frame: int,
+        obj: str,
+        score: float,
+        alpha: np.ndarray,
+        origin: Tuple[int, int] = (0, 0),
+        iou: Optional[float] = None,
+    ) -> None:
         """One object's matte on one frame. A frame recorded twice keeps the later record."""
         area, centroid = matte_stats(alpha, origin)
         h, w = np.shape(alpha)
         self.diagonal = max(self.diagonal, float(np.hypot(w, h)))
-        self._records[obj, frame] = FrameQC(int(frame), str(obj), float(score), area, centroid,
-                                              None if iou is None else float(iou))
+        self._records[obj, frame] = FrameQC(
+            int(frame), str(obj), float(score), area, centroid, None if iou is None else float(iou)
+        )
 
     def records(self) -> List[FrameQC]:
         """Every record, by object then frame, with `present` and `flags` filled in by the rules."""
@@ -84,7 +104,7 @@ class QCReport:
                     if moved > r["jump"] * self.diagonal or ratio > r["area_factor"]:
                         rec.flags.append("jumped")
                 if rec.present:
-                    if scores and rec.score < float(np.median(scores[-r["window"]:])) - r["score_drop"]:
+                    if scores and rec.score < float(np.median(scores[-r["window"] :])) - r["score_drop"]:
                         rec.flags.append("score_drop")
                     scores.append(rec.score)
                 out.append(rec)
@@ -95,8 +115,7 @@ class QCReport:
         return [r for r in self.records() if r.flags]
 
     def to_json(self) -> dict:
-        return {"rules": self.rules, "diagonal": self.diagonal,
-                "records": [asdict(r) for r in self.records()]}
+        return {"rules": self.rules, "diagonal": self.diagonal, "records": [asdict(r) for r in self.records()]}
 
     def write_json(self, path: str) -> None:
         _write_atomic(path, json.dumps(self.to_json(), indent=1) + "\n")
@@ -107,8 +126,19 @@ class QCReport:
         out.writerow(["frame", "object", "score", "iou", "area", "centroid_x", "centroid_y", "present", "flags"])
         for r in self.records():
             cx, cy = r.centroid if r.centroid else ("", "")
-            out.writerow([r.frame, r.object, f"{r.score:.4f}", "" if r.iou is None else f"{r.iou:.4f}", f"{r.area:.6f}", cx if cx == "" else f"{cx:.2f}",
-                          cy if cy == "" else f"{cy:.2f}", int(r.present), ";".join(r.flags)])
+            out.writerow(
+                [
+                    r.frame,
+                    r.object,
+                    f"{r.score:.4f}",
+                    "" if r.iou is None else f"{r.iou:.4f}",
+                    f"{r.area:.6f}",
+                    cx if cx == "" else f"{cx:.2f}",
+                    cy if cy == "" else f"{cy:.2f}",
+                    int(r.present),
+                    ";".join(r.flags),
+                ]
+            )
         _write_atomic(path, buf.getvalue())
 
 

@@ -6,6 +6,7 @@ scanline runs (a 2K matte has thousands of runs, not millions of pixels) joined 
 union-find. Foreground is 8-connected and background 4-connected, the usual complementary pair,
 so a hole touching its surroundings only at a corner is still enclosed.
 """
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -74,8 +75,9 @@ def _paint(shape, rows, starts, ends, selected: np.ndarray) -> np.ndarray:
     return np.cumsum(marks, axis=1)[:, :w] > 0
 
 
-def small_components(mask: np.ndarray, max_area: int, eight: bool, enclosed: bool = False,
-                     spare_largest: bool = False) -> np.ndarray:
+def small_components(
+    mask: np.ndarray, max_area: int, eight: bool, enclosed: bool = False, spare_largest: bool = False
+) -> np.ndarray:
     """Pixels of the components of `mask` with area <= max_area, except those touching the image
     border (when `enclosed`) and the largest one (when `spare_largest`)."""
     rows, starts, ends, comp, n = label_runs(mask, eight)

@@ -5,14 +5,15 @@ Only a narrow band around the alpha's 0.5 contour is filtered; elsewhere the mat
 so the filter cannot bleed plate texture into the core or the background. Box filters are running
 sums, so the cost is O(pixels) whatever the radius. numpy on CPU; torch when a device is given.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
 import numpy as np
 
-from mattebridge.core.matte.boxfilter import box_mean, box_sum, dilate
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.matte.boxfilter import box_mean, box_sum, dilate
 
 
 def compress_guide(guide: np.ndarray) -> np.ndarray:
@@ -67,12 +68,15 @@ def _crop(mask: np.ndarray, margin: int) -> Optional[Tuple[slice, slice]]:
     if rows.size == 0:
         return None
     h, w = mask.shape
-    return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
-            slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
+    return (
+        slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
+        slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)),
+    )
 
 
-def refine_alpha(alpha: np.ndarray, guide: np.ndarray, radius: int = 8, eps: float = 1e-4, band: int = 8,
-                 device=None) -> np.ndarray:
+def refine_alpha(
+    alpha: np.ndarray, guide: np.ndarray, radius: int = 8, eps: float = 1e-4, band: int = 8, device=None
+) -> np.ndarray:
     """Alpha (H, W) float32 0..1 with its edges fitted to `guide`, the plate's RGB over the same window.
 
     radius: the filter's window half-size in pixels. About one model cell (plate width / logit grid

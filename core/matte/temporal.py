@@ -4,17 +4,18 @@ A per-pixel recursive blend with the previous output, gated by how much the neig
 small changes (model noise on a still edge) are averaged away; large ones (an edge moving through)
 pass through at once, so a moving edge is not dragged behind. The gate looks at the change averaged
 over a small window: noise changes sign from cell to cell and cancels there, while motion moves a
-whole stretch of edge the same way and stands out, so the gate can be tight without missing motion. Feed frames in processing
-order, one smoother per object, and reset() between passes (a backward pass starts afresh).
+whole stretch of edge the same way and stands out, so the gate can be tight without missing motion. Feed frames
+in processing order, one smoother per object, and reset() between passes (a backward pass starts afresh).
 """
+
 from __future__ import annotations
 
 from typing import Optional
 
 import numpy as np
 
-from mattebridge.core.matte.boxfilter import box_mean
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.matte.boxfilter import box_mean
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -51,7 +52,10 @@ class TemporalSmoother:
             self._prev = x.copy()
             return x
         if prev.shape != x.shape:
-            raise MatteBridgeError(f"temporal smoother: frame shape {x.shape} differs from the previous {prev.shape}; reset() between shots")
+            raise MatteBridgeError(
+                f"temporal smoother: frame shape {x.shape} differs from the previous {prev.shape}; "
+                f"reset() between shots"
+            )
         change = _sigmoid(x) - _sigmoid(prev) if self.logits else x - prev
         if self.radius:
             change = box_mean(change, self.radius)

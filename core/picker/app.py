@@ -1,4 +1,5 @@
 """`mattebridge pick`: options -> the window -> exit code (and the result as JSON for a calling host)."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,10 @@ import re
 import signal
 import sys
 
-from mattebridge.core.wire.vocabulary import MATTE_CHANNELS
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.wire.sequence import has_frame_token
+from mattebridge.core.wire.vocabulary import MATTE_CHANNELS
+
 from . import EXIT_CLOSED, EXIT_DONE, EXIT_SERVER, EXIT_USAGE
 
 _TOKEN = re.compile(r"#+|@+|%0?(\d*)d")
@@ -22,7 +24,7 @@ def default_out(plate: str, single: bool) -> str:
     width = 4
     if m is not None:
         width = len(m.group(0)) if m.group(0)[0] in "#@" else int(m.group(1) or 4)
-        name = name[:m.start()] + name[m.end():]
+        name = name[: m.start()] + name[m.end() :]
     stem = os.path.splitext(name)[0].rstrip("._- ") or "plate"
     token = "" if single and m is None else "." + "#" * max(width, 1)
     return os.path.join(folder, "mattes", f"{stem}_{{object}}{token}.exr")
@@ -51,11 +53,26 @@ def options_from_args(args):
         raise MatteBridgeError("--auto-track needs --prompts (the prompts to track)")
     out = args.out or default_out(args.plate, len(frames) == 1)
     options = PickOptions(
-        plate=os.path.abspath(args.plate), frames=frames, frame=frame, server=args.server, timeout=args.timeout,
-        prompts=args.prompts, save=os.path.abspath(args.save) if args.save else None, out=out,
-        channels=args.channels, direction=args.direction, edge=args.edge, layer=args.layer,
-        colorspace=args.colorspace, ocio=args.ocio, view=args.view, preview_size=args.preview_size,
-        on_done=args.on_done, auto_track=args.auto_track, title=args.title)
+        plate=os.path.abspath(args.plate),
+        frames=frames,
+        frame=frame,
+        server=args.server,
+        timeout=args.timeout,
+        prompts=args.prompts,
+        save=os.path.abspath(args.save) if args.save else None,
+        out=out,
+        channels=args.channels,
+        direction=args.direction,
+        edge=args.edge,
+        layer=args.layer,
+        colorspace=args.colorspace,
+        ocio=args.ocio,
+        view=args.view,
+        preview_size=args.preview_size,
+        on_done=args.on_done,
+        auto_track=args.auto_track,
+        title=args.title,
+    )
     return options, doc
 
 
@@ -89,8 +106,10 @@ def _first_line(e: BaseException) -> str:
 
 
 def _unreachable(address: str, e: BaseException) -> str:
-    return (f"the mattebridge server at {address} is not running or not answering "
-            f"(start it with `mattebridge serve`): {_first_line(e)}")
+    return (
+        f"the mattebridge server at {address} is not running or not answering "
+        f"(start it with `mattebridge serve`): {_first_line(e)}"
+    )
 
 
 def build_window(args):
@@ -100,8 +119,15 @@ def build_window(args):
     from .window import PickerWindow
 
     options, doc = options_from_args(args)
-    source = PlateSource(options.plate, options.frames, options.layer, options.colorspace, options.ocio,
-                         options.view, preview_size=options.preview_size)
+    source = PlateSource(
+        options.plate,
+        options.frames,
+        options.layer,
+        options.colorspace,
+        options.ocio,
+        options.view,
+        preview_size=options.preview_size,
+    )
     source.geometry(options.frame)  # the plate and its colour are checked before a window opens
     source.transform
     doc = doc or PromptDocument()
@@ -116,7 +142,9 @@ def run_app(args) -> int:
         if args.check:
             result = check_server(args.server, args.timeout)
             code = EXIT_DONE if result["status"] == "ok" else EXIT_SERVER
-            print(("mattebridge: " if code == EXIT_DONE else "mattebridge: error: ") + result["message"], file=sys.stderr)
+            print(
+                ("mattebridge: " if code == EXIT_DONE else "mattebridge: error: ") + result["message"], file=sys.stderr
+            )
             if print_result:
                 emit_result(result)
             return code

@@ -6,6 +6,7 @@ Mouse (compositor conventions):
 - middle drag, Alt+left drag or Space+left drag: pan; wheel: zoom about the cursor
 The canvas only reports edits (signals, in plate display-window pixels); the window applies them.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -15,6 +16,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from mattebridge.core.wire.prompts import FramePrompt
+
 from .viewmap import ViewMap
 
 HIT_RADIUS = 8.0  # screen pixels
@@ -53,7 +55,11 @@ class PlateCanvas(QWidget):
     def set_plate(self, image: Optional[QImage], width: int, height: int, pixel_aspect: float) -> None:
         """A frame's preview image standing for a `width` x `height` display window."""
         self.image = image
-        if self.view is None or (self.view.width, self.view.height, self.view.pixel_aspect) != (width, height, pixel_aspect):
+        if self.view is None or (self.view.width, self.view.height, self.view.pixel_aspect) != (
+            width,
+            height,
+            pixel_aspect,
+        ):
             self.view = ViewMap(width, height, pixel_aspect)
             self.fit()
         self.update()
@@ -67,7 +73,11 @@ class PlateCanvas(QWidget):
         active = self.active_prompt()
         if self.selection is not None:
             kind, index = self.selection
-            if active is None or (kind == "point" and index >= len(active.points)) or (kind == "box" and active.box is None):
+            if (
+                active is None
+                or (kind == "point" and index >= len(active.points))
+                or (kind == "box" and active.box is None)
+            ):
                 self.selection = None
                 self.selectionChanged.emit()
         self.update()
@@ -169,8 +179,14 @@ class PlateCanvas(QWidget):
             self._drag = {"kind": "corner", "corner": hit[1], "start": (wx, wy), "now": (wx, wy), "moved": False}
             return
         positive = button == Qt.LeftButton and not (mods & Qt.ShiftModifier)
-        self._drag = {"kind": "press", "start": (wx, wy), "now": (wx, wy), "positive": positive,
-                      "button": button, "moved": False}
+        self._drag = {
+            "kind": "press",
+            "start": (wx, wy),
+            "now": (wx, wy),
+            "positive": positive,
+            "button": button,
+            "moved": False,
+        }
 
     def mouseMoveEvent(self, event) -> None:
         if self.view is None:
@@ -230,7 +246,7 @@ class PlateCanvas(QWidget):
         steps = event.angleDelta().y() / 120.0
         if steps and self.view is not None:
             p = event.position()
-            self.zoom_by(1.25 ** steps, (p.x() + 0.5, p.y() + 0.5))
+            self.zoom_by(1.25**steps, (p.x() + 0.5, p.y() + 0.5))
 
     def keyPressEvent(self, event) -> None:
         if event.key() == Qt.Key_Space and not event.isAutoRepeat():
@@ -275,7 +291,9 @@ class PlateCanvas(QWidget):
             font.setPointSizeF(max(font.pointSizeF(), 11.0))
             painter.setFont(font)
             box = self.rect().adjusted(24, 24, -24, -24)
-            painter.fillRect(box.adjusted(0, box.height() // 2 - 60, 0, -(box.height() // 2 - 60)), QColor(0, 0, 0, 170))
+            painter.fillRect(
+                box.adjusted(0, box.height() // 2 - 60, 0, -(box.height() // 2 - 60)), QColor(0, 0, 0, 170)
+            )
             painter.drawText(box, Qt.AlignCenter | Qt.TextWordWrap, self.message)
         painter.end()
 
@@ -332,7 +350,12 @@ class PlateCanvas(QWidget):
             fp = self.active_prompt()
             if fp is not None and fp.box is not None:
                 x0, y0, x1, y1 = fp.box
-                corners = [view.to_widget(x0, y0), view.to_widget(x1, y0), view.to_widget(x1, y1), view.to_widget(x0, y1)]
+                corners = [
+                    view.to_widget(x0, y0),
+                    view.to_widget(x1, y0),
+                    view.to_widget(x1, y1),
+                    view.to_widget(x0, y1),
+                ]
                 nx, ny = drag["now"]
                 ox, oy = corners[(drag["corner"] + 2) % 4]
                 painter.drawRect(QRectF(min(ox, nx), min(oy, ny), abs(nx - ox), abs(ny - oy)))

@@ -3,6 +3,7 @@
 No Qt here. Every edit returns the (frame, object) keys it changed, so the window knows exactly which
 prompts to send to the server (or clear there). Coordinates are docs/architecture.md §3 display-window pixels.
 """
+
 from __future__ import annotations
 
 import copy
@@ -211,8 +212,11 @@ class PromptDocument:
         return {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
 
     def _snapshot_keys(self) -> Dict[Key, str]:
-        return {(f, obj): json.dumps(fp.to_json(), sort_keys=True)
-                for obj, per in self._prompts.objects.items() for f, fp in per.items()}
+        return {
+            (f, obj): json.dumps(fp.to_json(), sort_keys=True)
+            for obj, per in self._prompts.objects.items()
+            for f, fp in per.items()
+        }
 
     def _edit(self, change) -> None:
         state = self._state()

@@ -1,5 +1,6 @@
 """The frame bar under the plate: the clip's range, prompted frames (ticks in object colours), frames
 the last track produced, and the current frame. Click or drag to scrub."""
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Set

@@ -3,6 +3,7 @@ through the show's OCIO display/view (the same rules the server applies for the 
 
 No Qt here. Uses OpenImageIO and OpenColorIO (the `server` extra), never torch.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from mattebridge.core.image.colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.image.colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
 from mattebridge.core.image.plate import Geometry, Plate, read_header, read_plate, to_display
 from mattebridge.core.image.resample import area_resize
 from mattebridge.core.wire.sequence import FrameRange, frame_path, has_frame_token
@@ -29,7 +30,7 @@ def discover_frames(pattern: str) -> Optional[FrameRange]:
         return None
     folder, name = os.path.split(os.path.abspath(pattern))
     m = _TOKEN.search(name)
-    regex = re.compile(re.escape(name[:m.start()]) + r"(-?\d+)" + re.escape(name[m.end():]) + r"\Z")
+    regex = re.compile(re.escape(name[: m.start()]) + r"(-?\d+)" + re.escape(name[m.end() :]) + r"\Z")
     try:
         entries = os.listdir(folder)
     except OSError:
@@ -91,8 +92,17 @@ class Preview:
 class PlateSource:
     """Frames of one plate, ready to show. Thread-safe; keeps the last few previews."""
 
-    def __init__(self, pattern: str, frames: FrameRange, layer=None, colorspace=None, ocio=None, view=None,
-                 preview_size: int = 2048, keep: int = 8):
+    def __init__(
+        self,
+        pattern: str,
+        frames: FrameRange,
+        layer=None,
+        colorspace=None,
+        ocio=None,
+        view=None,
+        preview_size: int = 2048,
+        keep: int = 8,
+    ):
         self.pattern, self.frames, self.layer = pattern, frames, layer
         self._colour = (colorspace, ocio, view)
         self.preview_size = preview_size

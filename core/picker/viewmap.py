@@ -5,6 +5,7 @@ a pixel is `zoom * pixel_aspect` wide and `zoom` high, so an anamorphic plate lo
 coordinates handed to the server stay in plate pixels (pixel aspect is never baked into them).
 Widget coordinates are continuous too: the mouse on widget pixel (i, j) is at (i + 0.5, j + 0.5).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ Every edit goes to the server at once (`Clip.prompt` on a worker thread) and its
 overlay; Track runs the propagation with progress and Cancel. The prompts are the JSON file shared with
 `mattebridge track --prompts` (docs/prompts.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,14 +14,30 @@ from typing import Dict, List, Optional
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QIcon, QImage, QKeySequence, QPixmap
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
-                               QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar,
-                               QPushButton, QSpinBox, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
-from mattebridge.core.wire.vocabulary import DIRECTIONS
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.resample import area_resize
 from mattebridge.core.wire.sequence import FrameRange, has_frame_token
+from mattebridge.core.wire.vocabulary import DIRECTIONS
+
 from . import EXIT_CLOSED, EXIT_DONE, EXIT_SERVER, EXIT_USAGE
 from .canvas import PlateCanvas
 from .document import PromptDocument, wire_prompt
@@ -28,8 +45,16 @@ from .framebar import FrameBar
 from .plates import PlateSource, preview_shape
 from .workers import PlateLoader, ServerWorker
 
-PALETTE = [(255, 170, 0), (0, 190, 255), (255, 80, 200), (120, 230, 90), (180, 120, 255),
-           (255, 235, 80), (80, 240, 210), (255, 110, 90)]
+PALETTE = [
+    (255, 170, 0),
+    (0, 190, 255),
+    (255, 80, 200),
+    (120, 230, 90),
+    (180, 120, 255),
+    (255, 235, 80),
+    (80, 240, 210),
+    (255, 110, 90),
+]
 OVERLAY_OPACITY = 0.55  # the active object's matte; others a little fainter
 
 HELP = """<b>Mouse</b><br>
@@ -90,18 +115,37 @@ class PickerWindow(QMainWindow):
         self.tracking = False
         self.closing = False
         self.exit_code = EXIT_CLOSED
-        self.result = {"status": "closed", "message": "", "plate": options.plate,
-                       "frames": [self.frames.first, self.frames.last], "frame": self.frame, "out": options.out,
-                       "channels": options.channels, "objects": [], "mattes": {}, "prompts": options.save,
-                       "summary": {}}
+        self.result = {
+            "status": "closed",
+            "message": "",
+            "plate": options.plate,
+            "frames": [self.frames.first, self.frames.last],
+            "frame": self.frame,
+            "out": options.out,
+            "channels": options.channels,
+            "objects": [],
+            "mattes": {},
+            "prompts": options.save,
+            "summary": {},
+        }
         self.shown_frame: Optional[int] = None
 
         self._build()
         self.worker = ServerWorker(
-            options.server, options.timeout,
-            {"pattern": options.plate, "frames": str(self.frames), "layer": options.layer,
-             "colorspace": options.colorspace, "ocio": options.ocio, "view": options.view},
-            source.geometry, options.preview_size, options.edge)
+            options.server,
+            options.timeout,
+            {
+                "pattern": options.plate,
+                "frames": str(self.frames),
+                "layer": options.layer,
+                "colorspace": options.colorspace,
+                "ocio": options.ocio,
+                "view": options.view,
+            },
+            source.geometry,
+            options.preview_size,
+            options.edge,
+        )
         self.worker.connected.connect(self._on_connected)
         self.worker.connectFailed.connect(self._on_connect_failed)
         self.worker.matteReady.connect(self._on_matte)
@@ -200,9 +244,11 @@ class PickerWindow(QMainWindow):
         self.object_list.itemChanged.connect(self._on_object_renamed)
         side_layout.addWidget(self.object_list)
         buttons = QHBoxLayout()
-        for text, slot, tip in (("Add", self.add_object, "New object (N)"),
-                                ("Rename", self.rename_object, "Rename the object (F2)"),
-                                ("Remove", self.remove_object, "Remove the object and its prompts")):
+        for text, slot, tip in (
+            ("Add", self.add_object, "New object (N)"),
+            ("Rename", self.rename_object, "Rename the object (F2)"),
+            ("Remove", self.remove_object, "Remove the object and its prompts"),
+        ):
             b = QPushButton(text)
             b.setFocusPolicy(Qt.NoFocus)
             b.setToolTip(tip)
@@ -230,7 +276,7 @@ class PickerWindow(QMainWindow):
         action = QAction(text, self)
         if keys:
             sequences = {}
-            for k in (keys if isinstance(keys, (list, tuple)) else [keys]):
+            for k in keys if isinstance(keys, (list, tuple)) else [keys]:
                 bound = QKeySequence.keyBindings(k) if isinstance(k, QKeySequence.StandardKey) else [QKeySequence(k)]
                 for seq in bound:  # a standard key may already include an extra binding: list each once
                     sequences.setdefault(seq.toString(), seq)
@@ -318,8 +364,10 @@ class PickerWindow(QMainWindow):
     def colour(self, obj: str) -> QColor:
         if obj not in self.colours:
             used = {c.rgb() for c in self.colours.values()}
-            choice = next((QColor(*c) for c in PALETTE if QColor(*c).rgb() not in used),
-                          QColor(*PALETTE[len(self.colours) % len(PALETTE)]))
+            choice = next(
+                (QColor(*c) for c in PALETTE if QColor(*c).rgb() not in used),
+                QColor(*PALETTE[len(self.colours) % len(PALETTE)]),
+            )
             self.colours[obj] = choice
         return self.colours[obj]
 
@@ -482,9 +530,13 @@ class PickerWindow(QMainWindow):
         colour = self.source.transform
         self.statusBar().showMessage(
             f"server {self.options.server} ({model}); view {colour.colorspace} → {colour.display}/{colour.view}"
-            + (f"; the server sees {clip.get('colorspace')} → {clip.get('display')}/{clip.get('view')}"
-               if clip.get("view") and (clip.get("view"), clip.get("display")) != (colour.view, colour.display) else ""),
-            10000)
+            + (
+                f"; the server sees {clip.get('colorspace')} → {clip.get('display')}/{clip.get('view')}"
+                if clip.get("view") and (clip.get("view"), clip.get("display")) != (colour.view, colour.display)
+                else ""
+            ),
+            10000,
+        )
         self.mattes.clear()
         self.revision.clear()
         self.answered.clear()
@@ -566,8 +618,14 @@ class PickerWindow(QMainWindow):
         self.progress.setValue(0)
         self._set_tracking(True)
         self.statusBar().showMessage(f"tracking {', '.join(objects)} → {out}")
-        self.worker.track({"direction": self.direction.currentText(), "out": out, "channels": self.options.channels,
-                           "prompts": self.doc.to_json()})
+        self.worker.track(
+            {
+                "direction": self.direction.currentText(),
+                "out": out,
+                "channels": self.options.channels,
+                "prompts": self.doc.to_json(),
+            }
+        )
 
     def cancel_track(self) -> None:
         if self.tracking:
@@ -679,8 +737,9 @@ class PickerWindow(QMainWindow):
 
     def refresh(self) -> None:
         on_frame = self.doc.on_frame(self.frame)
-        self.canvas.set_prompts([(obj, on_frame[obj], self.colour(obj), obj == self.active)
-                                 for obj in self.doc.objects if obj in on_frame])
+        self.canvas.set_prompts(
+            [(obj, on_frame[obj], self.colour(obj), obj == self.active) for obj in self.doc.objects if obj in on_frame]
+        )
         self.framebar.set_marks(self._prompt_marks(), self.tracked)
         self.act_undo.setEnabled(self.doc.can_undo and not self.tracking)
         self.act_redo.setEnabled(self.doc.can_redo and not self.tracking)
@@ -704,9 +763,15 @@ class PickerWindow(QMainWindow):
             self.canvas.set_overlay(None)
             return
         shape = preview_shape(self.source.geometry(self.frame), self.options.preview_size)
-        self.canvas.set_overlay(compose_overlay(
-            [(m, self.colour(obj), OVERLAY_OPACITY if obj == self.active else OVERLAY_OPACITY * 0.7) for obj, m in layers],
-            shape))
+        self.canvas.set_overlay(
+            compose_overlay(
+                [
+                    (m, self.colour(obj), OVERLAY_OPACITY if obj == self.active else OVERLAY_OPACITY * 0.7)
+                    for obj, m in layers
+                ],
+                shape,
+            )
+        )
 
     def _on_cursor(self, x: float, y: float) -> None:
         self.coords.setText(f"x {x:8.1f}  y {y:8.1f}")
@@ -714,7 +779,9 @@ class PickerWindow(QMainWindow):
     def _on_view_changed(self) -> None:
         view = self.canvas.view
         if view is not None:
-            self.zoom_label.setText(f"{view.zoom * 100:.0f}%" + (f"  aspect {view.pixel_aspect:g}" if view.pixel_aspect != 1 else ""))
+            self.zoom_label.setText(
+                f"{view.zoom * 100:.0f}%" + (f"  aspect {view.pixel_aspect:g}" if view.pixel_aspect != 1 else "")
+            )
 
     # --- closing -------------------------------------------------------------------------------------------
     def finish(self, code: int) -> None:
@@ -723,8 +790,12 @@ class PickerWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         if self.doc.dirty and not self.options.save and not self.options.auto_track and not self.doc.is_empty():
-            answer = QMessageBox.question(self, "MatteBridge", "Save the prompts before closing?",
-                                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+            answer = QMessageBox.question(
+                self,
+                "MatteBridge",
+                "Save the prompts before closing?",
+                QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
+            )
             if answer == QMessageBox.Cancel or (answer == QMessageBox.Save and not self.save_prompts_as()):
                 event.ignore()
                 return

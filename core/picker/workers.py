@@ -7,6 +7,7 @@
 Results reach the GUI through Qt signals (queued across threads). Both threads are daemons: a hung
 server can never keep the window from closing.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,6 +22,7 @@ from PySide6.QtGui import QImage
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.plate import Geometry
 from mattebridge.core.wire.sequence import FrameRange, frame_path
+
 from .plates import PlateSource, alpha_preview, preview_shape
 
 TRACKED_PREVIEW = 1024  # tracked mattes are kept at most this size (memory stays small on long shots)
@@ -51,8 +53,15 @@ class ServerWorker(QObject):
     lost = Signal(str)  # the server restarted or forgot the clip: connect again (and send every prompt)
     error = Signal(str)  # anything else that went wrong on the worker thread
 
-    def __init__(self, address: str, timeout: float, clip_args: dict, geometry_of: Callable[[int], Geometry],
-                 preview_size: int, edge: str):
+    def __init__(
+        self,
+        address: str,
+        timeout: float,
+        clip_args: dict,
+        geometry_of: Callable[[int], Geometry],
+        preview_size: int,
+        edge: str,
+    ):
         super().__init__()
         self.address, self.timeout, self.clip_args = address, timeout, clip_args
         self.geometry_of, self.preview_size, self.edge = geometry_of, preview_size, edge
@@ -122,16 +131,27 @@ class ServerWorker(QObject):
             self.connectFailed.emit(self._unreachable(e))
             return
         self.client, self.clip = client, clip
-        self.connected.emit({"info": info, "clip": {
-            "first": clip.first, "last": clip.last, "colorspace": getattr(clip, "colorspace", None),
-            "display": getattr(clip, "display", None), "view": getattr(clip, "view", None)}})
+        self.connected.emit(
+            {
+                "info": info,
+                "clip": {
+                    "first": clip.first,
+                    "last": clip.last,
+                    "colorspace": getattr(clip, "colorspace", None),
+                    "display": getattr(clip, "display", None),
+                    "view": getattr(clip, "view", None),
+                },
+            }
+        )
 
     def _unreachable(self, error: Exception) -> str:
         from mattebridge.core.wire.client import ServerUnreachable
 
         if isinstance(error, ServerUnreachable):
-            return (f"the mattebridge server at {self.address} is not running or not answering "
-                    f"(start it with `mattebridge serve`): {one_line(error)}")
+            return (
+                f"the mattebridge server at {self.address} is not running or not answering "
+                f"(start it with `mattebridge serve`): {one_line(error)}"
+            )
         return f"the mattebridge server at {self.address}: {one_line(error)}"
 
     def _close(self) -> None:
@@ -202,20 +222,37 @@ class ServerWorker(QObject):
                 outcome["cancelled"] = True
                 return
             self._run = self.clip.propagate(
-                direction=request["direction"], out=request["out"], buffers=True, layout="files",
-                channels=request["channels"], edge=self.edge, prompts=request["prompts"], force=request.get("force", False))
+                direction=request["direction"],
+                out=request["out"],
+                buffers=True,
+                layout="files",
+                channels=request["channels"],
+                edge=self.edge,
+                prompts=request["prompts"],
+                force=request.get("force", False),
+            )
             if self._cancel.is_set():
                 self._run.cancel()
             for result in self._run:
                 previews = {}
                 alpha = getattr(result, "alpha", None) or {}
                 if alpha:
-                    geometry = (Geometry.from_json(result.geometry) if getattr(result, "geometry", None)
-                                else self.geometry_of(result.frame))
+                    geometry = (
+                        Geometry.from_json(result.geometry)
+                        if getattr(result, "geometry", None)
+                        else self.geometry_of(result.frame)
+                    )
                     shape = preview_shape(geometry, min(self.preview_size, TRACKED_PREVIEW))
                     previews = {obj: alpha_preview(a, geometry, shape) for obj, a in alpha.items()}
-                self.trackProgress.emit({"frame": result.frame, "done": result.done, "total": result.total,
-                                         "previews": previews, "skipped": bool(getattr(result, "skipped", False))})
+                self.trackProgress.emit(
+                    {
+                        "frame": result.frame,
+                        "done": result.done,
+                        "total": result.total,
+                        "previews": previews,
+                        "skipped": bool(getattr(result, "skipped", False)),
+                    }
+                )
             summary = dict(getattr(self._run, "summary", None) or {})
             outcome["summary"] = summary
             outcome["cancelled"] = bool(summary.get("cancelled")) or self._cancel.is_set()

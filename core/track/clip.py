@@ -1,4 +1,5 @@
 """Clip preparation: frames, geometry, colour and prompts in engine terms, checked before any model work."""
+
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List
 
 import numpy as np
+
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.colour import (
     DisplayTransform,
@@ -45,9 +47,16 @@ def file_stamp(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, ocio=None, view=None,
-                 paths: PathPolicy = UNCONFINED, check_geometry: Callable[[int, Geometry], None] = None
-                 ) -> PreparedClip:
+def prepare_clip(
+    plate: str,
+    frames: FrameRange,
+    layer=None,
+    colorspace=None,
+    ocio=None,
+    view=None,
+    paths: PathPolicy = UNCONFINED,
+    check_geometry: Callable[[int, Geometry], None] = None,
+) -> PreparedClip:
     """`check_geometry(frame, geometry)` (the server's size limits) runs on every header before any pixels
     are read."""
     if not has_frame_token(plate) and len(frames) > 1:
@@ -65,12 +74,20 @@ def prepare_clip(plate: str, frames: FrameRange, layer=None, colorspace=None, oc
         check_geometry(f, geometry[f])
     first = read_plate(opened(frames.first), layer)  # metadata and bit depth of the sequence
     transform = resolve_transform(first, colorspace=colorspace, ocio=ocio, view=view, paths=paths)
-    return PreparedClip(frames, geometry, transform, lambda f: read_plate(opened(f), layer),
-                        lambda f: file_stamp(opened(f)), os.path.abspath(plate), [opened(f) for f in frames])
+    return PreparedClip(
+        frames,
+        geometry,
+        transform,
+        lambda f: read_plate(opened(f), layer),
+        lambda f: file_stamp(opened(f)),
+        os.path.abspath(plate),
+        [opened(f) for f in frames],
+    )
 
 
-def resolve_transform(first: Plate, colorspace=None, ocio=None, view=None,
-                      paths: PathPolicy = UNCONFINED) -> DisplayTransform:
+def resolve_transform(
+    first: Plate, colorspace=None, ocio=None, view=None, paths: PathPolicy = UNCONFINED
+) -> DisplayTransform:
     """The plate's colour space -> display/view. A config named by the job is checked before OCIO parses it,
     and every file it references after (a config can name any LUT on disk)."""
     if ocio and not ocio.startswith("ocio://"):
@@ -102,17 +119,21 @@ def engine_prompt(fp, geometry: Geometry, frame: int, paths: PathPolicy = UNCONF
         if mgeo.display_size != (w, h):
             raise MatteBridgeError(
                 f"{fp.mask}: mask display window {mgeo.display_size[0]}x{mgeo.display_size[1]} "
-                f"differs from the plate's {w}x{h} on frame {frame}")
+                f"differs from the plate's {w}x{h} on frame {frame}"
+            )
         # The model sees the display window only: a mask that covers nothing there would track nothing.
         inside = to_display(pixels, mgeo) > 0.5
         if not inside.any():
             where = "lies outside the display window (in the overscan)" if (pixels > 0.5).any() else "is empty"
-            raise MatteBridgeError(f"{fp.mask}: mask on frame {frame} {where}; the model sees only the display "
-                                   f"window {w}x{h}")
+            raise MatteBridgeError(
+                f"{fp.mask}: mask on frame {frame} {where}; the model sees only the display window {w}x{h}"
+            )
         return ObjectPrompt(mask=inside)
     pts = [(p.x / w, p.y / h) for p in fp.points]
     return ObjectPrompt(
         points=np.array(pts, np.float32).reshape(-1, 2) if pts else None,
         labels=np.array([1 if p.positive else 0 for p in fp.points], np.int32) if pts else None,
-        box=None if fp.box is None else np.array([fp.box[0] / w, fp.box[1] / h, fp.box[2] / w, fp.box[3] / h], np.float32),
+        box=None
+        if fp.box is None
+        else np.array([fp.box[0] / w, fp.box[1] / h, fp.box[2] / w, fp.box[3] / h], np.float32),
     )

@@ -1,10 +1,12 @@
 """`mattebridge demo`: a synthetic scene-linear plate with a known subject, tracked end to end."""
+
 from __future__ import annotations
 
 import os
 import sys
 
 import numpy as np
+
 from mattebridge.core.image.matte_io import write_matte
 from mattebridge.core.image.plate import Geometry
 from mattebridge.core.wire.prompts import Prompts
@@ -38,6 +40,7 @@ def write_plate(folder: str) -> str:
 
 def run_demo(args) -> int:
     import OpenImageIO as oiio
+
     from mattebridge.core.engine.tracker.models import download, save_random_checkpoint
     from mattebridge.core.track.job import TrackJob
     from mattebridge.core.track.outputs import out_path
@@ -56,9 +59,18 @@ def run_demo(args) -> int:
     _, (cx, cy) = subject_mask(FRAMES.first)
     prompts.add_point("subject", FRAMES.first, cx, cy)
     out = os.path.join(args.dir, "mattes", "subject.####.exr")
-    job = TrackJob(plate=plate, frames=FRAMES, prompts=prompts, out=out, colorspace="ACEScg",
-                   model=args.model, checkpoint=checkpoint, model_config=config,
-                   image_size=args.image_size, device=args.device)
+    job = TrackJob(
+        plate=plate,
+        frames=FRAMES,
+        prompts=prompts,
+        out=out,
+        colorspace="ACEScg",
+        model=args.model,
+        checkpoint=checkpoint,
+        model_config=config,
+        image_size=args.image_size,
+        device=args.device,
+    )
     print(f"demo plate: {plate} ({len(FRAMES)} frames, {WIDTH}x{HEIGHT}, ACEScg)", file=sys.stderr)
     run_track(job, progress=ProgressBar("track"), log=lambda s: print(s, file=sys.stderr))
     ious = []
@@ -67,6 +79,8 @@ def run_demo(args) -> int:
         truth, _ = subject_mask(frame)
         ious.append((alpha & truth).sum() / max((alpha | truth).sum(), 1))
     print(f"mattes: {out}")
-    print(f"mean IoU against the known subject: {np.mean(ious):.3f}"
-          + (" (random weights: expect noise)" if args.random_weights else ""))
+    print(
+        f"mean IoU against the known subject: {np.mean(ious):.3f}"
+        + (" (random weights: expect noise)" if args.random_weights else "")
+    )
     return 0

@@ -1,18 +1,14 @@
 """The track job: what to track and how, checked before anything is read."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from mattebridge.core.errors import FieldError
-from mattebridge.core.wire.vocabulary import DIRECTIONS, EDGE_MODES, LAYOUTS, MATTE_CHANNELS
 from mattebridge.core.wire.prompts import Prompts
 from mattebridge.core.wire.sequence import FrameRange, has_frame_token
-
-
-
-
-
+from mattebridge.core.wire.vocabulary import DIRECTIONS, EDGE_MODES, LAYOUTS, MATTE_CHANNELS
 
 
 @dataclass
@@ -71,5 +67,6 @@ def check_job(job: TrackJob) -> None:
         if pattern and not has_frame_token(pattern) and len(job.frames) > 1:
             raise FieldError(name, f" {pattern}: needs a frame token (####, %04d or @) for a range of frames")
     if job.out and job.layout == "files" and len(job.prompts.objects) > 1 and "{object}" not in job.out:
-        raise FieldError("out", f" {job.out}: several objects ({', '.join(job.prompts.objects)}) need {{object}} "
-                                f"in the pattern")
+        raise FieldError(
+            "out", f" {job.out}: several objects ({', '.join(job.prompts.objects)}) need {{object}} in the pattern"
+        )

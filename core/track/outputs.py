@@ -1,4 +1,5 @@
 """Where a job writes: every output file, resolved and checked, never onto an input."""
+
 from __future__ import annotations
 
 import os

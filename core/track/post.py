@@ -1,4 +1,5 @@
 """Matte post: logits -> mattes on disk (stabilise, fill holes, edge mode, layout, QC, cut-outs)."""
+
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 import numpy as np
+
 from mattebridge.core.image.matte_io import write_matte
 from mattebridge.core.image.plate import (
     Geometry,
@@ -30,8 +32,9 @@ class FrameOutcome:
 class MattePost:
     """Logits -> mattes on disk: stabilise, fill holes, edge mode, layout, QC and cut-outs."""
 
-    def __init__(self, job: TrackJob, grid: int, clip: PreparedClip, device, files: OutputFiles,
-                 metadata: Dict[str, object]):
+    def __init__(
+        self, job: TrackJob, grid: int, clip: PreparedClip, device, files: OutputFiles, metadata: Dict[str, object]
+    ):
         from mattebridge.core.matte.confidence import QCReport
         from mattebridge.core.matte.temporal import TemporalSmoother
 
@@ -85,8 +88,9 @@ class MattePost:
                 path = paths.get(obj) or paths["*"]
                 mattes[obj] = read_channels(path, ["A" if obj in paths else f"{obj}.A"])[..., 0]
                 if self.report is not None:
-                    self.report.add(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2],
-                                    ious.get(obj))
+                    self.report.add(
+                        frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2], ious.get(obj)
+                    )
         return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious, skipped=True)
 
     def write(self, frame: int, result, keep_mattes: bool = False) -> "FrameOutcome":
@@ -103,16 +107,26 @@ class MattePost:
             if logits is None:
                 mattes[obj] = np.zeros((geometry.data[3], geometry.data[2]), np.float32)
             else:
-                mattes[obj] = alpha_from_logits(logits, geometry, job.edge, plate.pixels if plate else None, self.device)
+                mattes[obj] = alpha_from_logits(
+                    logits, geometry, job.edge, plate.pixels if plate else None, self.device
+                )
                 if job.layout != "cryptomatte":  # stored as half: QC and buffers see exactly what the file holds
                     mattes[obj] = mattes[obj].astype(np.float16).astype(np.float32)
                 scores[obj] = round(result.scores[obj], 4)
                 if result.ious and obj in result.ious:
                     ious[obj] = round(result.ious[obj], 4)
             if self.report is not None:
-                self.report.add(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2], ious.get(obj))
-        meta = dict(self.metadata, frame=str(frame), tracked=str(result is not None).lower(),
-                    plateStamp=self.clip.stamp(frame), objectScores=scores, objectIoUs=ious)
+                self.report.add(
+                    frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2], ious.get(obj)
+                )
+        meta = dict(
+            self.metadata,
+            frame=str(frame),
+            tracked=str(result is not None).lower(),
+            plateStamp=self.clip.stamp(frame),
+            objectScores=scores,
+            objectIoUs=ious,
+        )
         paths = self.paths(frame) if job.out else {}
         if job.out and job.layout == "files":
             for obj, alpha in mattes.items():
@@ -133,8 +147,12 @@ class MattePost:
         if job.cutout:
             coverage = np.clip(sum(mattes.values()), 0, 1)
             rgb = plate.pixels * coverage[..., None]  # the plate's own colour space, untouched otherwise
-            write_matte(self.files.path(frame_path(job.cutout, frame), "cutout"),
-                        {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "A": coverage}, geometry, meta)
+            write_matte(
+                self.files.path(frame_path(job.cutout, frame), "cutout"),
+                {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "A": coverage},
+                geometry,
+                meta,
+            )
         return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious)
 
     def finish(self) -> None:

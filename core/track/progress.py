@@ -1,4 +1,5 @@
 """A progress bar with an ETA on a terminal; plain periodic lines in farm logs."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """`mattebridge track --server ADDR`: the same job, run by a resident `mattebridge serve`."""
+
 from __future__ import annotations
 
 import copy
@@ -9,9 +10,14 @@ from mattebridge.core.track.job import TrackJob, TrackStats, check_job
 from mattebridge.core.wire.client import Client
 
 
-def track_on_server(job: TrackJob, address: str, server_key: Optional[str] = None, timeout: float = 10.0,
-                    progress: Optional[Callable[[int, int, int], None]] = None,
-                    log: Callable[[str], None] = lambda s: None) -> TrackStats:
+def track_on_server(
+    job: TrackJob,
+    address: str,
+    server_key: Optional[str] = None,
+    timeout: float = 10.0,
+    progress: Optional[Callable[[int, int, int], None]] = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> TrackStats:
     check_job(job)
     prompts = copy.deepcopy(job.prompts)
     for per in prompts.objects.values():  # the server does not share our working folder
@@ -22,12 +28,23 @@ def track_on_server(job: TrackJob, address: str, server_key: Optional[str] = Non
     with Client(address, timeout=timeout, server_key=server_key) as client:
         info = client.info
         log(f"server {address}: {info['model']} on {info['device']}, input {info['image_size']}px")
-        clip = client.open_clip(job.plate, str(job.frames), layer=job.layer, colorspace=job.colorspace,
-                                ocio=job.ocio, view=job.view)
+        clip = client.open_clip(
+            job.plate, str(job.frames), layer=job.layer, colorspace=job.colorspace, ocio=job.ocio, view=job.view
+        )
         log(f"colour {clip.colorspace} -> {clip.display}/{clip.view}")
-        run = clip.propagate(direction=job.direction, out=job.out, layout=job.layout, channels=job.channels,
-                             edge=job.edge, fill_holes=job.fill_holes, stabilize=job.stabilize, report=job.report,
-                             cutout=job.cutout, prompts=prompts.to_json(), force=job.force)
+        run = clip.propagate(
+            direction=job.direction,
+            out=job.out,
+            layout=job.layout,
+            channels=job.channels,
+            edge=job.edge,
+            fill_holes=job.fill_holes,
+            stabilize=job.stabilize,
+            report=job.report,
+            cutout=job.cutout,
+            prompts=prompts.to_json(),
+            force=job.force,
+        )
         try:
             for result in run:
                 if progress:

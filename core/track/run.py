@@ -1,4 +1,5 @@
 """The run: a job on a prepared clip and a loaded model, frame by frame (resume, passes, corrections)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,18 +42,24 @@ def plan_passes(prompts: Prompts, frames: FrameRange, direction: str):
     return firsts, later, passes
 
 
-def run_track(job: TrackJob, progress: Optional[Callable[[int, int, int], None]] = None,
-              log: Callable[[str], None] = lambda s: None) -> TrackStats:
+def run_track(
+    job: TrackJob,
+    progress: Optional[Callable[[int, int, int], None]] = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> TrackStats:
     from mattebridge.core.engine.tracker.models import load_model
 
     check_job(job)
     clip = prepare_clip(job.plate, job.frames, layer=job.layer, colorspace=job.colorspace, ocio=job.ocio, view=job.view)
     job.prompts.check(job.frames, lambda frame: clip.geometry[frame].display_size)
     inputs = check_outputs(job, clip)  # before the model loads: a bad --out fails at once, not after a minute
-    model = load_model(job.model, checkpoint=job.checkpoint, config=job.model_config, image_size=job.image_size,
-                       device=job.device)
-    log(f"model {model.name} on {model.device}, input {model.predictor.image_size}px; "
-        f"colour {clip.transform.colorspace} -> {clip.transform.display}/{clip.transform.view}")
+    model = load_model(
+        job.model, checkpoint=job.checkpoint, config=job.model_config, image_size=job.image_size, device=job.device
+    )
+    log(
+        f"model {model.name} on {model.device}, input {model.predictor.image_size}px; "
+        f"colour {clip.transform.colorspace} -> {clip.transform.display}/{clip.transform.view}"
+    )
     run = TrackRun(job, clip, model, inputs=inputs)
     for outcome in run:
         if progress:
@@ -69,18 +76,37 @@ class TrackRun:
     stops early once the rest of it is on disk and no later pass needs its memory.
     """
 
-    def __init__(self, job: TrackJob, clip: PreparedClip, model, keep_mattes: bool = False,
-                 paths: PathPolicy = UNCONFINED, inputs: Optional[InputSet] = None):
+    def __init__(
+        self,
+        job: TrackJob,
+        clip: PreparedClip,
+        model,
+        keep_mattes: bool = False,
+        paths: PathPolicy = UNCONFINED,
+        inputs: Optional[InputSet] = None,
+    ):
         self.job, self.clip, self.model, self.keep_mattes, self.paths = job, clip, model, keep_mattes, paths
         self.stats = TrackStats()
         self.key = job_key(job, clip, model)
         files = OutputFiles(paths, inputs or check_outputs(job, clip, paths))
-        self.post = MattePost(job, grid=model.predictor.image_size // 4, clip=clip, device=refine_device(model.device),
-                              files=files, metadata={
-            "version": __version__, "model": model.name, "checkpointSHA256": model.sha256,
-            "prompts": job.prompts.to_json(), "edge": job.edge, "plate": clip.source,
-            "layer": job.layer or "", "jobKey": self.key, **clip.transform.describe(),
-        })
+        self.post = MattePost(
+            job,
+            grid=model.predictor.image_size // 4,
+            clip=clip,
+            device=refine_device(model.device),
+            files=files,
+            metadata={
+                "version": __version__,
+                "model": model.name,
+                "checkpointSHA256": model.sha256,
+                "prompts": job.prompts.to_json(),
+                "edge": job.edge,
+                "plate": clip.source,
+                "layer": job.layer or "",
+                "jobKey": self.key,
+                **clip.transform.describe(),
+            },
+        )
         self._steps = self._run()
 
     def __iter__(self):
@@ -150,9 +176,11 @@ class TrackRun:
                 for o, prompt in per_frame[frame]:
                     if o == obj:
                         tracker.add_prompt(frame - frames.first, obj, prompt)
-            corrections = {i: [(o, p) for o, p in per_frame[i + frames.first] if o in objs] for i, objs in later.items()}
+            corrections = {
+                i: [(o, p) for o, p in per_frame[i + frames.first] if o in objs] for i, objs in later.items()
+            }
             for n, (start, stop, reverse) in enumerate(passes):
-                later_passes_done = all(done.issuperset(_span(s, e)) for s, e, _ in passes[n + 1:])
+                later_passes_done = all(done.issuperset(_span(s, e)) for s, e, _ in passes[n + 1 :])
                 if later_passes_done and done.issuperset(_span(start, stop)):
                     continue
                 self.post.new_pass()
@@ -188,10 +216,21 @@ def _span(a: int, b: int) -> set:
 def job_key(job: TrackJob, clip: PreparedClip, model) -> str:
     """What produced a matte, hashed: a file with the same key (and plate stamp) need not be redone."""
     doc = {
-        "version": __version__, "plate": clip.source, "frames": str(job.frames), "layer": job.layer,
-        "prompts": job.prompts.to_json(), "model": model.name, "sha256": model.sha256,
-        "imageSize": model.predictor.image_size, "direction": job.direction, "edge": job.edge,
-        "fillHoles": job.fill_holes, "stabilize": smooths(job), "layout": job.layout, "channels": job.channels,
-        "cutout": bool(job.cutout), "colour": clip.transform.describe(),
+        "version": __version__,
+        "plate": clip.source,
+        "frames": str(job.frames),
+        "layer": job.layer,
+        "prompts": job.prompts.to_json(),
+        "model": model.name,
+        "sha256": model.sha256,
+        "imageSize": model.predictor.image_size,
+        "direction": job.direction,
+        "edge": job.edge,
+        "fillHoles": job.fill_holes,
+        "stabilize": smooths(job),
+        "layout": job.layout,
+        "channels": job.channels,
+        "cutout": bool(job.cutout),
+        "colour": clip.transform.describe(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]

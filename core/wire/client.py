@@ -5,6 +5,7 @@ Blender and Resolve. Every call takes the client's lock, so any thread of a host
 the host's main thread. Replies are matched to requests by id, so a propagation can stream on one thread
 while another thread previews, cancels or asks for status.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,8 @@ import numpy as np
 import zmq
 
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS
 from mattebridge.core.wire.protocol import IDEMPOTENT, Message, ProtocolError, decode, encode, pack_array, unpack_array
+from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS
 
 # The reason a propagation's stream ends with when the server is stopped (SIGTERM, SIGINT): docs/protocol.md.
 SERVER_SHUTDOWN = "the server is shutting down"
@@ -89,8 +90,14 @@ def load_server_key(key: str) -> bytes:
 
 
 class Client:
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 10.0, retries: int = 2,
-                 heartbeat: float = 5.0, server_key: Optional[str] = None):
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        timeout: float = 10.0,
+        retries: int = 2,
+        heartbeat: float = 5.0,
+        server_key: Optional[str] = None,
+    ):
         self.address, self.timeout, self.retries, self.heartbeat = address, timeout, retries, heartbeat
         self._lock = threading.RLock()
         self._inbox: Dict[Optional[str], Deque[Message]] = {}
@@ -130,8 +137,10 @@ class Client:
                 self._sock.send_multipart(encode(msg), copy=False)
             except zmq.Again:
                 self._gone()
-                raise ServerUnreachable(f"{self.address}: cannot send for {self.timeout:g}s: is `mattebridge serve` "
-                                        f"running (with the same --keys)?") from None
+                raise ServerUnreachable(
+                    f"{self.address}: cannot send for {self.timeout:g}s: is `mattebridge serve` "
+                    f"running (with the same --keys)?"
+                ) from None
             self._last_send = time.monotonic()
 
     def _receive(self, wait: float) -> None:
@@ -169,8 +178,10 @@ class Client:
 
     def _check(self, msg: Message) -> Message:
         if self.session is not None and msg.session and msg.session != self.session:
-            raise ServerRestarted(f"{self.address}: the server restarted (session {msg.session[:8]}, was "
-                                  f"{self.session[:8]}); clips opened before are gone: open them again")
+            raise ServerRestarted(
+                f"{self.address}: the server restarted (session {msg.session[:8]}, was "
+                f"{self.session[:8]}); clips opened before are gone: open them again"
+            )
         if msg.msg_type == "error":
             code = str(msg.content.get("code", "internal"))
             text = str(msg.content.get("message", "unknown error"))
@@ -197,8 +208,10 @@ class Client:
                 self._gone()
                 if msg_type in ("hello", "status"):  # answered at once by a live server
                     if tries > self.retries:
-                        raise ServerUnreachable(f"{self.address}: no reply in {self.timeout:g}s "
-                                                f"({tries} tries): is `mattebridge serve` running?")
+                        raise ServerUnreachable(
+                            f"{self.address}: no reply in {self.timeout:g}s "
+                            f"({tries} tries): is `mattebridge serve` running?"
+                        )
                     self._send(msg)
                     continue
                 self.ping()  # raises if the server is gone or restarted; else it is busy with our request
@@ -240,23 +253,41 @@ class Client:
     def status(self) -> dict:
         return self.request("status").content
 
-    def open_clip(self, pattern: str, frames, layer: Optional[str] = None, colorspace: Optional[str] = None,
-                  ocio: Optional[str] = None, view: Optional[str] = None) -> "Clip":
+    def open_clip(
+        self,
+        pattern: str,
+        frames,
+        layer: Optional[str] = None,
+        colorspace: Optional[str] = None,
+        ocio: Optional[str] = None,
+        view: Optional[str] = None,
+    ) -> "Clip":
         """A plate sequence the server reads itself (the cheapest transport): pattern + "FIRST-LAST"."""
-        content = {"source": "files", "pattern": os.path.abspath(pattern), "frames": _frames(frames),
-                   "layer": layer, "colorspace": colorspace, "ocio": ocio, "view": view}
+        content = {
+            "source": "files",
+            "pattern": os.path.abspath(pattern),
+            "frames": _frames(frames),
+            "layer": layer,
+            "colorspace": colorspace,
+            "ocio": ocio,
+            "view": view,
+        }
         return Clip(self, self.request("open_clip", content).content)
 
-    def open_inline_clip(self, frames, colorspace: Optional[str] = None, ocio: Optional[str] = None,
-                         view: Optional[str] = None) -> "Clip":
+    def open_inline_clip(
+        self, frames, colorspace: Optional[str] = None, ocio: Optional[str] = None, view: Optional[str] = None
+    ) -> "Clip":
         """A clip whose pixels the host sends (put_frame): by shared memory on this host, else inline."""
         content = {"source": "inline", "frames": _frames(frames), "colorspace": colorspace, "ocio": ocio, "view": view}
         return Clip(self, self.request("open_clip", content).content)
 
     def same_host(self) -> bool:
         return self.info.get("host") == _socket.gethostname() and (
-            self.address.startswith("ipc://") or "127.0.0.1" in self.address or "localhost" in self.address
-            or "[::1]" in self.address)
+            self.address.startswith("ipc://")
+            or "127.0.0.1" in self.address
+            or "localhost" in self.address
+            or "[::1]" in self.address
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -300,8 +331,9 @@ class Clip:
     def geometry(self, frame: int) -> dict:
         return self._geometry[str(frame)]
 
-    def put_frame(self, frame: int, pixels: np.ndarray, geometry: Optional[dict] = None,
-                  transport: str = "auto") -> None:
+    def put_frame(
+        self, frame: int, pixels: np.ndarray, geometry: Optional[dict] = None, transport: str = "auto"
+    ) -> None:
         """Pixels of one frame over its data window, (h, w, 3|4) float16/float32 (or (h, w))."""
         pixels = np.asarray(pixels)
         content: Dict[str, Any] = {"clip": self.id, "frame": int(frame), "geometry": geometry}
@@ -319,17 +351,32 @@ class Clip:
             self.client.request("put_frame", content, buffers)
         else:
             raise MatteBridgeError(f"transport {transport!r}: expected auto, shm or inline")
-        self._geometry[str(frame)] = geometry or {"display": [0, 0, pixels.shape[1], pixels.shape[0]],
-                                                  "data": [0, 0, pixels.shape[1], pixels.shape[0]], "pixel_aspect": 1.0}
+        self._geometry[str(frame)] = geometry or {
+            "display": [0, 0, pixels.shape[1], pixels.shape[0]],
+            "data": [0, 0, pixels.shape[1], pixels.shape[0]],
+            "pixel_aspect": 1.0,
+        }
 
-    def prompt(self, frame: int, obj: str = "main", points: Sequence = (), box: Optional[Sequence[float]] = None,
-               mask=None, edge: str = "soft") -> Matte:
+    def prompt(
+        self,
+        frame: int,
+        obj: str = "main",
+        points: Sequence = (),
+        box: Optional[Sequence[float]] = None,
+        mask=None,
+        edge: str = "soft",
+    ) -> Matte:
         """Set `obj`'s prompt on `frame` (all its points, box or mask) and get that frame's matte back.
         points: (x, y, positive) in display-window pixels (docs/architecture.md §3). mask: a path the server can
         read, or an array over the display window."""
-        content: Dict[str, Any] = {"clip": self.id, "frame": int(frame), "object": obj, "edge": edge,
-                                   "points": [[float(x), float(y), bool(pos)] for x, y, pos in points],
-                                   "box": None if box is None else [float(v) for v in box]}
+        content: Dict[str, Any] = {
+            "clip": self.id,
+            "frame": int(frame),
+            "object": obj,
+            "edge": edge,
+            "points": [[float(x), float(y), bool(pos)] for x, y, pos in points],
+            "box": None if box is None else [float(v) for v in box],
+        }
         buffers: List[Any] = []
         if isinstance(mask, np.ndarray):
             content["mask"] = pack_array(mask, buffers)
@@ -346,15 +393,39 @@ class Clip:
     def prompts(self) -> dict:
         return self.client.request("prompts", {"clip": self.id}).content["prompts"]
 
-    def propagate(self, direction: str = "both", out: Optional[str] = None, buffers: bool = False,
-                  layout: str = "files", channels: str = "A", edge: str = "soft", fill_holes: int = 0,
-                  stabilize: Optional[bool] = None, report: Optional[str] = None, cutout: Optional[str] = None,
-                  prompts: Optional[dict] = None, force: bool = False) -> "Propagation":
-        absolute = (lambda p: None if p is None else os.path.abspath(p))
-        content = {"clip": self.id, "direction": direction, "out": absolute(out), "buffers": buffers,
-                   "layout": layout, "channels": channels, "edge": edge, "fill_holes": fill_holes,
-                   "stabilize": stabilize, "report": absolute(report), "cutout": absolute(cutout),
-                   "prompts": prompts, "force": force}
+    def propagate(
+        self,
+        direction: str = "both",
+        out: Optional[str] = None,
+        buffers: bool = False,
+        layout: str = "files",
+        channels: str = "A",
+        edge: str = "soft",
+        fill_holes: int = 0,
+        stabilize: Optional[bool] = None,
+        report: Optional[str] = None,
+        cutout: Optional[str] = None,
+        prompts: Optional[dict] = None,
+        force: bool = False,
+    ) -> "Propagation":
+        def absolute(p):
+            return None if p is None else os.path.abspath(p)
+
+        content = {
+            "clip": self.id,
+            "direction": direction,
+            "out": absolute(out),
+            "buffers": buffers,
+            "layout": layout,
+            "channels": channels,
+            "edge": edge,
+            "fill_holes": fill_holes,
+            "stabilize": stabilize,
+            "report": absolute(report),
+            "cutout": absolute(cutout),
+            "prompts": prompts,
+            "force": force,
+        }
         return Propagation(self.client, content)
 
     def close(self) -> None:
@@ -400,19 +471,36 @@ class Propagation:
             if msg.msg_type == "propagate_started":
                 self.total = c["total"]
             elif msg.msg_type == "frame":
-                alpha = {o: unpack_array(d, msg.buffers, f"alpha[{o}]", ndim=(2,)).astype(np.float32)
-                         for o, d in (c.get("alpha") or {}).items()}
-                return FrameResult(c["frame"], c["done"], c["total"], c["paths"], c["skipped"], c["scores"],
-                                   c["ious"], alpha, c.get("geometry"))
+                alpha = {
+                    o: unpack_array(d, msg.buffers, f"alpha[{o}]", ndim=(2,)).astype(np.float32)
+                    for o, d in (c.get("alpha") or {}).items()
+                }
+                return FrameResult(
+                    c["frame"],
+                    c["done"],
+                    c["total"],
+                    c["paths"],
+                    c["skipped"],
+                    c["scores"],
+                    c["ious"],
+                    alpha,
+                    c.get("geometry"),
+                )
             elif msg.msg_type == "propagate_done":
-                self.summary = {"frames_written": c["frames_written"], "frames_skipped": c["frames_skipped"],
-                                "cancelled": c["status"] == "cancelled", "reason": c.get("reason", ""),
-                                "seconds": c["seconds"]}
+                self.summary = {
+                    "frames_written": c["frames_written"],
+                    "frames_skipped": c["frames_skipped"],
+                    "cancelled": c["status"] == "cancelled",
+                    "reason": c.get("reason", ""),
+                    "seconds": c["seconds"],
+                }
                 stopped = self.summary["cancelled"] and self.summary["reason"] == SERVER_SHUTDOWN
                 self.summary["server_stopped"] = stopped
                 if stopped:  # the stream ends normally; the next request reports it
                     done = c["frames_written"] + c["frames_skipped"]
-                    client._stopped = (f"the server stopped and cancelled job {self.job[:8]} ({SERVER_SHUTDOWN}) "
-                                       f"after {done}" + (f" of {self.total}" if self.total else "") + " frames")
+                    client._stopped = (
+                        f"the server stopped and cancelled job {self.job[:8]} ({SERVER_SHUTDOWN}) "
+                        f"after {done}" + (f" of {self.total}" if self.total else "") + " frames"
+                    )
                 client._done(self.job)
         raise StopIteration

@@ -2,6 +2,7 @@
 
 Coordinates are continuous pixels in the plate's display window, origin top-left, y down (docs/architecture.md §3).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,7 @@ def check_object_name(name) -> str:
     """`name` if it is a valid object name; else a one-line error naming it. Call before any other use."""
     if not isinstance(name, str) or not OBJECT_NAME.fullmatch(name):
         shown = repr(name) if not isinstance(name, str) or len(name) <= 80 else repr(name[:77] + "...")
-        raise MatteBridgeError(f"object name {shown}: use 1-64 letters, digits, '_', '-' or '.', "
-                               f"not starting with '.'")
+        raise MatteBridgeError(f"object name {shown}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.'")
     return name
 
 
@@ -77,7 +77,9 @@ class Prompts:
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             raise MatteBridgeError(f"object {obj!r}, frame {frame}: box {x0:g},{y0:g},{x1:g},{y1:g} is not finite")
         if x1 <= x0 or y1 <= y0:
-            raise MatteBridgeError(f"object {obj!r}, frame {frame}: box {list(box)} must be X0,Y0,X1,Y1 with X1>X0, Y1>Y0")
+            raise MatteBridgeError(
+                f"object {obj!r}, frame {frame}: box {list(box)} must be X0,Y0,X1,Y1 with X1>X0, Y1>Y0"
+            )
         fp.box = (x0, y0, x1, y1)
 
     def set_mask(self, obj: str, frame: int, path: str) -> None:
@@ -128,12 +130,15 @@ class Prompts:
                 for p in fp.points:
                     if not (0 <= p.x <= width and 0 <= p.y <= height):
                         raise MatteBridgeError(
-                            f"{where}: point {p.x:g},{p.y:g} is outside the image (0..{width:g}, 0..{height:g})")
+                            f"{where}: point {p.x:g},{p.y:g} is outside the image (0..{width:g}, 0..{height:g})"
+                        )
                 if fp.box is not None:
                     x0, y0, x1, y1 = fp.box
                     if x1 < 0 or y1 < 0 or x0 > width or y0 > height:
                         raise MatteBridgeError(
-                            f"{where}: box {x0:g},{y0:g},{x1:g},{y1:g} is outside the image (0..{width:g}, 0..{height:g})")
+                            f"{where}: box {x0:g},{y0:g},{x1:g},{y1:g} is outside the image "
+                            f"(0..{width:g}, 0..{height:g})"
+                        )
 
     # --- the JSON file shared with the plugins -------------------------------------------------
     def to_json(self) -> dict:

@@ -5,6 +5,7 @@ msg_type, version, session and, for replies, parent_id. Buffers are raw C-contig
 the content ({"buffer": i, "dtype": ..., "shape": [...]}); nothing is ever pickled. Imports only the
 standard library and numpy: clients inside host applications load it.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,24 @@ from mattebridge.core.errors import MatteBridgeError
 
 TAG = b"mattebridge"
 VERSION = 1
-REQUESTS = ("hello", "status", "heartbeat", "goodbye", "open_clip", "put_frame", "prompt", "clear", "prompts", "propagate",
-            "cancel", "close_clip")
+REQUESTS = (
+    "hello",
+    "status",
+    "heartbeat",
+    "goodbye",
+    "open_clip",
+    "put_frame",
+    "prompt",
+    "clear",
+    "prompts",
+    "propagate",
+    "cancel",
+    "close_clip",
+)
 # Requests a client may resend after a timeout: the server answers a repeated msg_id from its reply cache.
-IDEMPOTENT = frozenset(("hello", "status", "open_clip", "put_frame", "prompt", "clear", "prompts", "cancel",
-                        "close_clip"))
+IDEMPOTENT = frozenset(
+    ("hello", "status", "open_clip", "put_frame", "prompt", "clear", "prompts", "cancel", "close_clip")
+)
 DTYPES = ("uint8", "uint16", "float16", "float32")
 MAX_JSON_BYTES = 1 << 20
 # Deepest nesting of [ and { accepted in JSON from outside (wire messages, prompts files). json.loads recurses once
@@ -79,8 +93,9 @@ def decode(frames: Sequence[Any], max_bytes: int = 0) -> Message:
     """Frames (bytes or zmq.Frame) -> Message; raises ProtocolError naming what is wrong."""
     frames = [f.buffer if hasattr(f, "buffer") else f for f in frames]
     if len(frames) < 3 or bytes(frames[0]) != TAG:
-        raise ProtocolError("bad_message", f"expected [{TAG.decode()}, header, content, buffers...], "
-                                           f"got {len(frames)} frame(s)")
+        raise ProtocolError(
+            "bad_message", f"expected [{TAG.decode()}, header, content, buffers...], got {len(frames)} frame(s)"
+        )
     if max_bytes and sum(len(f) for f in frames) > max_bytes:
         raise ProtocolError("too_large", f"message of {sum(len(f) for f in frames)} bytes exceeds {max_bytes}")
     header = _json(frames[1], "header")
@@ -92,8 +107,15 @@ def decode(frames: Sequence[Any], max_bytes: int = 0) -> Message:
     if not isinstance(version, int) or isinstance(version, bool):
         raise ProtocolError("bad_message", "header field 'version' must be an integer")
     parent = header.get("parent_id")
-    return Message(header["msg_type"], content, list(frames[3:]), header["msg_id"],
-                   parent if isinstance(parent, str) else None, str(header.get("session", "")), version)
+    return Message(
+        header["msg_type"],
+        content,
+        list(frames[3:]),
+        header["msg_id"],
+        parent if isinstance(parent, str) else None,
+        str(header.get("session", "")),
+        version,
+    )
 
 
 def _json(frame, what: str) -> dict:
@@ -178,8 +200,14 @@ def pack_array(array: np.ndarray, buffers: List[Any]) -> dict:
     return {"buffer": len(buffers) - 1, "dtype": array.dtype.name, "shape": list(array.shape)}
 
 
-def unpack_array(desc: Any, buffers: Sequence[Any], name: str, ndim: Tuple[int, ...] = (2, 3),
-                 channels: Tuple[int, ...] = (1, 3, 4), max_side: int = 65536) -> np.ndarray:
+def unpack_array(
+    desc: Any,
+    buffers: Sequence[Any],
+    name: str,
+    ndim: Tuple[int, ...] = (2, 3),
+    channels: Tuple[int, ...] = (1, 3, 4),
+    max_side: int = 65536,
+) -> np.ndarray:
     """A described buffer -> read-only array, checked against its description."""
     if not isinstance(desc, dict):
         raise ProtocolError("bad_field", f"{name}: expected a buffer description object")
@@ -193,24 +221,39 @@ def unpack_array(desc: Any, buffers: Sequence[Any], name: str, ndim: Tuple[int, 
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
 
-def check_layout(dtype: Any, shape: Any, name: str, ndim: Tuple[int, ...] = (2, 3),
-                 channels: Tuple[int, ...] = (1, 3, 4), max_side: int = 65536) -> int:
+def check_layout(
+    dtype: Any,
+    shape: Any,
+    name: str,
+    ndim: Tuple[int, ...] = (2, 3),
+    channels: Tuple[int, ...] = (1, 3, 4),
+    max_side: int = 65536,
+) -> int:
     """A described array's dtype and shape, checked; returns its size in bytes."""
     if dtype not in DTYPES:
         raise ProtocolError("bad_buffer", f"{name}: dtype {dtype!r} (expected one of {', '.join(DTYPES)})")
-    if (not isinstance(shape, list) or len(shape) not in ndim
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= max_side for s in shape)):
-        raise ProtocolError("bad_buffer", f"{name}: shape {shape!r} (expected {' or '.join(map(str, ndim))} "
-                                          f"positive sizes)")
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in ndim
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= max_side for s in shape)
+    ):
+        raise ProtocolError(
+            "bad_buffer", f"{name}: shape {shape!r} (expected {' or '.join(map(str, ndim))} positive sizes)"
+        )
     if len(shape) == 3 and shape[2] not in channels:
         raise ProtocolError("bad_buffer", f"{name}: {shape[2]} channels (expected {' or '.join(map(str, channels))})")
     return int(np.prod(shape)) * np.dtype(dtype).itemsize
 
 
 def check_window(value: Any, name: str) -> Tuple[int, int, int, int]:
-    if (not isinstance(value, list) or len(value) != 4
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            or value[2] <= 0 or value[3] <= 0 or max(map(abs, value)) > 1 << 20):
+    if (
+        not isinstance(value, list)
+        or len(value) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or value[2] <= 0
+        or value[3] <= 0
+        or max(map(abs, value)) > 1 << 20
+    ):
         raise ProtocolError("bad_field", f"{name}: expected [x, y, width, height] integers with positive size")
     return tuple(value)
 
@@ -224,8 +267,11 @@ def field_of(content: dict, key: str, types, default: Any = ..., name: str = "")
     value = content[key]
     types = types if isinstance(types, tuple) else (types,)
     if isinstance(value, bool) and bool not in types:
-        raise ProtocolError("bad_field", f"{name or key}: expected {'/'.join(t.__name__ for t in types)}, got a boolean")
+        raise ProtocolError(
+            "bad_field", f"{name or key}: expected {'/'.join(t.__name__ for t in types)}, got a boolean"
+        )
     if not isinstance(value, types):
-        raise ProtocolError("bad_field", f"{name or key}: expected {'/'.join(t.__name__ for t in types)}, "
-                                         f"got {type(value).__name__}")
+        raise ProtocolError(
+            "bad_field", f"{name or key}: expected {'/'.join(t.__name__ for t in types)}, got {type(value).__name__}"
+        )
     return value

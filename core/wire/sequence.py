@@ -1,4 +1,5 @@
 """Frame ranges and image-sequence path patterns (`name.####.exr`, `name.%04d.exr`, `name.@@@.exr`)."""
+
 from __future__ import annotations
 
 import re
@@ -49,11 +50,11 @@ def frame_path(pattern: str, frame: int) -> str:
     m = _HASHES.search(pattern)
     if m:
         width = len(m.group(0))
-        return pattern[: m.start()] + _pad(frame, width) + pattern[m.end():]
+        return pattern[: m.start()] + _pad(frame, width) + pattern[m.end() :]
     m = _PRINTF.search(pattern)
     if m:
         width = int(m.group(2)) if m.group(2) else 0
-        return pattern[: m.start()] + _pad(frame, width) + pattern[m.end():]
+        return pattern[: m.start()] + _pad(frame, width) + pattern[m.end() :]
     return pattern
 
 

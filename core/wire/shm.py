@@ -1,5 +1,6 @@
 """Frames through shared memory on the same host: the client writes pixels into a named segment it owns,
 the server converts them out and lets go at once (so nothing of the client's outlives its request)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -82,9 +83,12 @@ def read_shared_rgb(layout: SharedLayout) -> Tuple[np.ndarray, str]:
     try:
         end = layout.offset + layout.nbytes
         if end > segment.size:
-            raise ProtocolError("bad_buffer", f"shm: {layout.dtype} {list(layout.shape)} at offset {layout.offset} "
-                                              f"needs {end} bytes, segment {layout.name!r} has {segment.size}")
-        raw = segment.buf[layout.offset:end]
+            raise ProtocolError(
+                "bad_buffer",
+                f"shm: {layout.dtype} {list(layout.shape)} at offset {layout.offset} "
+                f"needs {end} bytes, segment {layout.name!r} has {segment.size}",
+            )
+        raw = segment.buf[layout.offset : end]
         view = None
         try:
             # the same hash put_frame gives the same pixels sent inline (the resume stamp)
@@ -107,7 +111,7 @@ def to_rgb32(pixels: np.ndarray) -> np.ndarray:
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, (1 << 20) // w)  # about a megapixel per band
     for y in range(0, h, rows):
-        band = out[y:y + rows]
-        band[...] = src[y:y + rows, :, :3]  # casts; a single channel broadcasts to three
+        band = out[y : y + rows]
+        band[...] = src[y : y + rows, :, :3]  # casts; a single channel broadcasts to three
         np.nan_to_num(band, copy=False, nan=0.0, posinf=65504.0, neginf=-65504.0)
     return out

@@ -3,6 +3,7 @@
 Argparse `choices`, the server's checks and the plugins read these; the Nuke and Resolve plugins keep
 pure-Python copies (they cannot import from here in every host), which tests compare with these.
 """
+
 EDGE_MODES = ("soft", "raw", "hard")  # soft: refined against the plate; raw: sigmoid of the logits; hard: > 0
 DIRECTIONS = ("forward", "backward", "both")
 LAYOUTS = ("files", "layers", "cryptomatte")  # one EXR per object; <object>.A in one EXR; + Cryptomatte

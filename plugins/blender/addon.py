@@ -1,4 +1,5 @@
 """Registration of everything Blender-facing (imported only inside Blender)."""
+
 from __future__ import annotations
 
 import bpy

@@ -10,6 +10,7 @@ from this repository with `pip wheel --no-deps`. Blender ships numpy. A build fo
 the wheels those platforms use and narrows the manifest's `platforms` (as Blender's --split-platforms does).
 Needs Python >= 3.11 (tomllib) with pip; network access to PyPI for wheels not yet in the cache.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
+
+import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -85,8 +87,10 @@ def fetch_wheel(filename: str, cache: str) -> str:
     target = os.path.join(cache, filename)
     if dist == "mattebridge":
         if version != project_version():
-            raise BuildError(f"{MANIFEST} lists {filename} but pyproject.toml is at version {project_version()}: "
-                             "update the manifest's wheels")
+            raise BuildError(
+                f"{MANIFEST} lists {filename} but pyproject.toml is at version {project_version()}: "
+                "update the manifest's wheels"
+            )
         with tempfile.TemporaryDirectory() as tmp:
             try:  # the repo's own build backend (setuptools) is usually there already: no network needed
                 pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp, REPO)
@@ -99,8 +103,20 @@ def fetch_wheel(filename: str, cache: str) -> str:
         return target
     if os.path.exists(target):
         return target
-    args = ["download", "-q", "--only-binary=:all:", "--no-deps", "--python-version", PYTHON_VERSION,
-            "--implementation", "cp", "--abi", abi_tag, "-d", cache]
+    args = [
+        "download",
+        "-q",
+        "--only-binary=:all:",
+        "--no-deps",
+        "--python-version",
+        PYTHON_VERSION,
+        "--implementation",
+        "cp",
+        "--abi",
+        abi_tag,
+        "-d",
+        cache,
+    ]
     for tag in platform_tag.split("."):
         args += ["--platform", tag]
     pip(*args, f"{dist}=={version}")
@@ -166,9 +182,15 @@ def build(out_dir: str, platforms=None, cache=None) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=os.path.join(HERE, "dist"), help="folder for the .zip (default plugins/blender/dist)")
-    p.add_argument("--platform", action="append", choices=sorted(PLATFORM_TAGS),
-                   help="build for these platforms only (repeatable; default: every platform in the manifest)")
+    p.add_argument(
+        "--out", default=os.path.join(HERE, "dist"), help="folder for the .zip (default plugins/blender/dist)"
+    )
+    p.add_argument(
+        "--platform",
+        action="append",
+        choices=sorted(PLATFORM_TAGS),
+        help="build for these platforms only (repeatable; default: every platform in the manifest)",
+    )
     p.add_argument("--wheel-cache", help="folder for downloaded wheels (default plugins/blender/build/wheels)")
     args = p.parse_args(argv)
     try:

@@ -1,4 +1,5 @@
 """The one error type the add-on reports to the user (status bar / operator report), never as a traceback."""
+
 from mattebridge.core.errors import MatteBridgeError
 
 

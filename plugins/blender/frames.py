@@ -4,6 +4,7 @@ Blender shows element `i` of an image strip at timeline frame `frame_start + i -
 (reversed strips count from the other end), inside the handles `[frame_final_start, frame_final_end)`.
 The server and the prompts speak in *file* frame numbers (`plate.1001.exr` is frame 1001).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,7 @@ def expand(name_pattern: str, frame: int) -> str:
     m = re.search(r"#+", name_pattern)
     if not m:
         return name_pattern
-    return name_pattern[: m.start()] + str(frame).zfill(len(m.group(0))) + name_pattern[m.end():]
+    return name_pattern[: m.start()] + str(frame).zfill(len(m.group(0))) + name_pattern[m.end() :]
 
 
 def file_sequence(directory: str, filenames: Sequence[str]) -> FileSequence:
@@ -68,13 +69,17 @@ def file_sequence(directory: str, filenames: Sequence[str]) -> FileSequence:
         raise PluginError(f"file {bad!r} has no frame number: the strip must be a numbered image sequence")
     prefix, suffix = parts[0].group(1), parts[0].group(3)
     if any(m.group(1) != prefix or m.group(3) != suffix for m in parts):
-        raise PluginError(f"the strip mixes files of different sequences ({filenames[0]!r} ... "
-                          f"{next(n for n, m in zip(filenames, parts) if m.group(1) != prefix or m.group(3) != suffix)!r})")
+        raise PluginError(
+            f"the strip mixes files of different sequences ({filenames[0]!r} ... "
+            f"{next(n for n, m in zip(filenames, parts) if m.group(1) != prefix or m.group(3) != suffix)!r})"
+        )
     numbers = [int(m.group(2)) for m in parts]
     for a, b in zip(numbers, numbers[1:]):
         if b != a + 1:
-            raise PluginError(f"the strip's files are not consecutive frames ({a} is followed by {b}); "
-                              "MatteBridge needs one gap-free numbered sequence")
+            raise PluginError(
+                f"the strip's files are not consecutive frames ({a} is followed by {b}); "
+                "MatteBridge needs one gap-free numbered sequence"
+            )
     width = min(len(m.group(2)) for m in parts)
     name_pattern = prefix + "#" * width + suffix
     for name, n in zip(filenames, numbers):

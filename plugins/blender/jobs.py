@@ -5,6 +5,7 @@ thread (the UI: Blender stays responsive and a ``bpy.app.timers`` callback drain
 thread, which is the only place Blender data is touched) or inline (``bpy.app.background``: scripts get the
 result before the operator returns). The work functions only use :mod:`mattebridge.core.wire.client`.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -19,7 +20,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.wire.vocabulary import DIRECTIONS
-
 
 
 @dataclass(frozen=True)
@@ -257,8 +257,15 @@ def track(job: BackgroundJob, request: TrackRequest, client_factory=None) -> dic
     client = factory(request.address, timeout=request.timeout)
     try:
         clip = open_clip(client, request.spec)
-        run = clip.propagate(direction=request.direction, out=request.out, buffers=False, layout="files",
-                             channels="RGBA", edge=request.edge, prompts=request.prompts)
+        run = clip.propagate(
+            direction=request.direction,
+            out=request.out,
+            buffers=False,
+            layout="files",
+            channels="RGBA",
+            edge=request.edge,
+            prompts=request.prompts,
+        )
         job.on_cancel(run.cancel)
         for result in run:
             job.progress(result.done, result.total, frame=result.frame, paths=dict(result.paths or {}))
@@ -289,8 +296,10 @@ def is_local(address: str) -> bool:
 def check_online_access(address: str, online_access: bool) -> None:
     """Blender's "Allow Online Access" off: only a server on this machine may be reached."""
     if not online_access and not is_local(address):
-        raise MatteBridgeError(f"server {address} is not on this machine and Blender's Online Access is off "
-                               "(Preferences > System > Network)")
+        raise MatteBridgeError(
+            f"server {address} is not on this machine and Blender's Online Access is off "
+            "(Preferences > System > Network)"
+        )
 
 
 def safe_name(name: str) -> str:
@@ -314,8 +323,9 @@ def time_text(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def overlay_rgba(alpha, color: Tuple[float, float, float] = (1.0, 0.35, 0.1), opacity: float = 0.5,
-                 max_side: int = 2048):
+def overlay_rgba(
+    alpha, color: Tuple[float, float, float] = (1.0, 0.35, 0.1), opacity: float = 0.5, max_side: int = 2048
+):
     """The matte as a tinted RGBA float32 texture, rows bottom-up (GPU order), at most `max_side` wide/high."""
     import numpy as np
 

@@ -10,6 +10,7 @@ continuous (docs/architecture.md §3): the data window's offset in the display w
 Not modelled: crop (it hides pixels but does not move them, so clicks stay right; clicks on cropped-away pixels
 are accepted), proxies (the view space does not change), retiming and strobe (refused elsewhere).
 """
+
 from __future__ import annotations
 
 import math

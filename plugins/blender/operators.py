@@ -13,8 +13,8 @@ from bpy_extras.io_utils import ExportHelper
 from mattebridge.core.errors import MatteBridgeError
 
 from . import jobs, store, strips, tasks
-from .mapping import gesture
 from .jobs import BackgroundJob
+from .mapping import gesture
 from .props import preferences, settings
 from .runtime import STATE
 
@@ -151,8 +151,13 @@ class MATTEBRIDGE_OT_clear(_SequencerOp, bpy.types.Operator):
             prompts = strips.load_prompts(strip)
             removed = store.clear(prompts, obj, frame)
             strips.save_prompts(strip, prompts)
-            for key in [k for k in STATE.previews if k[:2] == (scene.name, strip.name)
-                        and (obj is None or k[2] == obj) and (frame is None or k[3] == frame)]:
+            for key in [
+                k
+                for k in STATE.previews
+                if k[:2] == (scene.name, strip.name)
+                and (obj is None or k[2] == obj)
+                and (frame is None or k[3] == frame)
+            ]:
                 del STATE.previews[key]
             tasks.redraw()
             self.report({"INFO"}, f"cleared {removed} prompted frame(s)")
@@ -203,8 +208,11 @@ class MATTEBRIDGE_OT_server_info(bpy.types.Operator):
             return {"CANCELLED"}
         if job.state == "done":
             info = job.result
-            self.report({"INFO"}, f"MatteBridge server {info.get('server_version', '?')}: "
-                                  f"{info.get('model', '?')} on {info.get('device', '?')}")
+            self.report(
+                {"INFO"},
+                f"MatteBridge server {info.get('server_version', '?')}: "
+                f"{info.get('model', '?')} on {info.get('device', '?')}",
+            )
         return {"FINISHED"}
 
 
@@ -232,7 +240,9 @@ def request_preview(context, obj: Optional[str] = None, report=None) -> Backgrou
         elif event.kind == "error":
             say("ERROR", f"MatteBridge: {event.data['message']}")
 
-    return tasks.submit(BackgroundJob("preview", lambda job: jobs.preview(conn, source.spec, frame, obj, points, box)), handle)
+    return tasks.submit(
+        BackgroundJob("preview", lambda job: jobs.preview(conn, source.spec, frame, obj, points, box)), handle
+    )
 
 
 class MATTEBRIDGE_OT_preview(_SequencerOp, bpy.types.Operator):
@@ -260,13 +270,17 @@ def start_track(context, direction: str, report) -> BackgroundJob:
         raise MatteBridgeError(f"a track is already running on {STATE.track_strip!r}: cancel it first")
     prompts = strips.load_prompts(strip)
     if prompts.is_empty():
-        raise MatteBridgeError(f"nothing prompted on {strip.name!r}: click on the subject first (prompt tool "
-                               "or bpy.ops.mattebridge.add_point)")
+        raise MatteBridgeError(
+            f"nothing prompted on {strip.name!r}: click on the subject first (prompt tool "
+            "or bpy.ops.mattebridge.add_point)"
+        )
     first, last = source.first, source.last
     outside = [f for f in prompts.frames() if not first <= f <= last]
     if outside:
-        raise MatteBridgeError(f"prompts on file frame(s) {', '.join(map(str, outside))} are outside the strip's "
-                               f"visible frames {first}-{last}: clear them or extend the strip")
+        raise MatteBridgeError(
+            f"prompts on file frame(s) {', '.join(map(str, outside))} are outside the strip's "
+            f"visible frames {first}-{last}: clear them or extend the strip"
+        )
     prefs = preferences(context)
     _address(context)
     cfg = settings(scene)
@@ -277,8 +291,9 @@ def start_track(context, direction: str, report) -> BackgroundJob:
     shown = source.shown
     objects = list(prompts.objects)
     mask_object = cfg.object if cfg.object in objects else objects[0]
-    request = jobs.TrackRequest(prefs.address, source.spec, prompts.to_json(), out, jobs.parse_direction(direction),
-                                prefs.timeout)
+    request = jobs.TrackRequest(
+        prefs.address, source.spec, prompts.to_json(), out, jobs.parse_direction(direction), prefs.timeout
+    )
     scene_name, strip_name, blend = scene.name, strip.name, bpy.data.filepath
 
     def handle(job, event):
@@ -289,12 +304,16 @@ def start_track(context, direction: str, report) -> BackgroundJob:
             if scene_now is None or scene_now.sequence_editor is None:
                 report("ERROR", f"MatteBridge: scene {scene_name!r} is gone; mattes are in {folder}")
                 return
-            made = strips.install_mattes(scene_now, strip_name, strips.matte_paths(folder, name_pattern, objects, shown),
-                                         mask_object)
+            made = strips.install_mattes(
+                scene_now, strip_name, strips.matte_paths(folder, name_pattern, objects, shown), mask_object
+            )
             summary = event.data["result"] or {}
-            report("INFO", f"MatteBridge: tracked {summary.get('frames_written', 0)} frame(s) "
-                           f"({summary.get('frames_skipped', 0)} unchanged) in "
-                           f"{jobs.time_text(job.elapsed)}: {', '.join(made.values())}")
+            report(
+                "INFO",
+                f"MatteBridge: tracked {summary.get('frames_written', 0)} frame(s) "
+                f"({summary.get('frames_skipped', 0)} unchanged) in "
+                f"{jobs.time_text(job.elapsed)}: {', '.join(made.values())}",
+            )
         elif event.kind == "cancelled":
             report("WARNING", f"MatteBridge: track of {strip_name!r} cancelled; strips unchanged")
         elif event.kind == "error":
@@ -311,8 +330,11 @@ class MATTEBRIDGE_OT_track(_SequencerOp, bpy.types.Operator):
     bl_idname = "mattebridge.track"
     bl_label = "Track"
 
-    direction: EnumProperty(name="Direction", default="BOTH", items=(
-        ("FORWARD", "Forward", ""), ("BACKWARD", "Backward", ""), ("BOTH", "Both", "")))
+    direction: EnumProperty(
+        name="Direction",
+        default="BOTH",
+        items=(("FORWARD", "Forward", ""), ("BACKWARD", "Backward", ""), ("BOTH", "Both", "")),
+    )
 
     def invoke(self, context, event):
         self.direction = settings(strips.sequencer_scene(context)).direction
@@ -320,10 +342,12 @@ class MATTEBRIDGE_OT_track(_SequencerOp, bpy.types.Operator):
 
     def execute(self, context):
         if tasks.inline():  # scripts (bpy.app.background): run to completion, report here
+
             def go():
                 job = start_track(context, self.direction, lambda level, msg: self.report({level}, msg))
                 return {"FINISHED"} if job.state == "done" else {"CANCELLED"}
         else:
+
             def go():
                 start_track(context, self.direction, tasks.notify)
                 self.report({"INFO"}, "MatteBridge: tracking (Esc or Cancel in the panel to stop)")
@@ -408,8 +432,13 @@ def _inside(region, event) -> bool:
 
 def _over_other_region(area, event) -> bool:
     """Sidebar, toolbar and header can overlap the preview: clicks there are theirs."""
-    return any(r.type in ("UI", "TOOLS", "HEADER", "TOOL_HEADER", "HUD", "FOOTER") and r.width > 1 and r.height > 1
-               and _inside(r, event) for r in area.regions)
+    return any(
+        r.type in ("UI", "TOOLS", "HEADER", "TOOL_HEADER", "HUD", "FOOTER")
+        and r.width > 1
+        and r.height > 1
+        and _inside(r, event)
+        for r in area.regions
+    )
 
 
 class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
@@ -438,8 +467,9 @@ class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
             return {"CANCELLED"}
         self._area, self._press = area, None
         context.window_manager.modal_handler_add(self)
-        area.header_text_set("MatteBridge: click = foreground, Ctrl+click = background, drag = box, "
-                             "Right-click/Esc = done")
+        area.header_text_set(
+            "MatteBridge: click = foreground, Ctrl+click = background, drag = box, Right-click/Esc = done"
+        )
         return {"RUNNING_MODAL"}
 
     def _finish(self, context):
@@ -484,8 +514,13 @@ class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
             source = strips.describe(scene, strip)
             frame = strips.file_frame(source, scene.frame_current)
             placement = strips.placement(scene, strip, STATE.geometry.get((scene.name, strip.name, frame)))
-            prompt = gesture(placement, region.view2d.region_to_view(*start), region.view2d.region_to_view(*end),
-                             math.dist(start, end) >= DRAG_PIXELS, negative)
+            prompt = gesture(
+                placement,
+                region.view2d.region_to_view(*start),
+                region.view2d.region_to_view(*end),
+                math.dist(start, end) >= DRAG_PIXELS,
+                negative,
+            )
             if prompt is None:
                 self.report({"WARNING"}, "MatteBridge: click or drag inside the image")
                 return
@@ -501,7 +536,14 @@ class MATTEBRIDGE_OT_prompt_tool(_SequencerOp, bpy.types.Operator):
 
 
 CLASSES = (
-    MATTEBRIDGE_OT_add_point, MATTEBRIDGE_OT_add_box, MATTEBRIDGE_OT_clear, MATTEBRIDGE_OT_server_info,
-    MATTEBRIDGE_OT_preview, MATTEBRIDGE_OT_track, MATTEBRIDGE_OT_cancel, MATTEBRIDGE_OT_export_prompts,
-    MATTEBRIDGE_OT_notify, MATTEBRIDGE_OT_prompt_tool,
+    MATTEBRIDGE_OT_add_point,
+    MATTEBRIDGE_OT_add_box,
+    MATTEBRIDGE_OT_clear,
+    MATTEBRIDGE_OT_server_info,
+    MATTEBRIDGE_OT_preview,
+    MATTEBRIDGE_OT_track,
+    MATTEBRIDGE_OT_cancel,
+    MATTEBRIDGE_OT_export_prompts,
+    MATTEBRIDGE_OT_notify,
+    MATTEBRIDGE_OT_prompt_tool,
 )

@@ -1,4 +1,5 @@
 """Drawing in the Sequencer preview: the preview matte as a tinted texture, this frame's prompts, the drag box."""
+
 from __future__ import annotations
 
 import bpy
@@ -70,8 +71,10 @@ def _draw(context) -> None:
         for positive in (True, False):
             pts = [place.plate_to_view(x, y) for x, y, p in points if p == positive]
             if pts:
-                shader.uniform_float("color", (0.1 * dim, 1.0 * dim, 0.2 * dim, 1.0) if positive
-                                     else (1.0 * dim, 0.15 * dim, 0.15 * dim, 1.0))
+                shader.uniform_float(
+                    "color",
+                    (0.1 * dim, 1.0 * dim, 0.2 * dim, 1.0) if positive else (1.0 * dim, 0.15 * dim, 0.15 * dim, 1.0),
+                )
                 batch_for_shader(shader, "POINTS", {"pos": pts}).draw(shader)
         if box is not None:
             x0, y0, x1, y1 = box

@@ -1,10 +1,11 @@
 """What the add-on holds between operator calls (not saved: connections, jobs, preview mattes). No bpy."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from .jobs import Connection, BackgroundJob, PreviewResult
+from .jobs import BackgroundJob, Connection, PreviewResult
 
 
 @dataclass

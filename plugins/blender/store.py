@@ -10,6 +10,7 @@ y down (docs/architecture.md §3) -- the same numbers as the prompts JSON (docs/
 :func:`to_prompts` builds through :class:`mattebridge.core.wire.prompts.Prompts` so it is validated the same way.
 Frame keys are the plate's file frame numbers, as strings (custom-property keys must be strings).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional
@@ -43,7 +44,9 @@ def to_prompts(doc: Optional[Mapping]) -> Prompts:
                 raise PluginError(f"stored prompts: object {obj!r} has a bad frame key {frame_key!r}") from None
             flat = list(entry.get("points") or [])
             if len(flat) % 3:
-                raise PluginError(f"stored prompts: object {obj!r}, frame {frame}: points are not (x, y, positive) triples")
+                raise PluginError(
+                    f"stored prompts: object {obj!r}, frame {frame}: points are not (x, y, positive) triples"
+                )
             for i in range(0, len(flat), 3):
                 prompts.add_point(obj, frame, flat[i], flat[i + 1], bool(flat[i + 2] >= 0.5))
             box = entry.get("box")
@@ -75,8 +78,10 @@ def check_object_name(obj: str) -> str:
     """`obj` if it is a valid object name, else a one-line error naming it (as typed: nothing is trimmed)."""
     obj = check_project_name(obj)
     if len(obj) > MAX_NAME:
-        raise PluginError(f"object name {obj!r}: at most {MAX_NAME} characters in Blender (the prompts "
-                          f"are stored under it as a custom-property key, which Blender limits to {MAX_NAME})")
+        raise PluginError(
+            f"object name {obj!r}: at most {MAX_NAME} characters in Blender (the prompts "
+            f"are stored under it as a custom-property key, which Blender limits to {MAX_NAME})"
+        )
     return obj
 
 

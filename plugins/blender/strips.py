@@ -1,4 +1,5 @@
 """Blender side of a strip: read it into the pure descriptions, store prompts on it, install mattes."""
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,10 @@ def describe(scene, strip) -> StripSource:
     if MATTE_OF in strip:
         raise PluginError(f"{strip.name!r} is a MatteBridge matte; select its source strip")
     if strip.type != "IMAGE":
-        raise PluginError(f"{strip.name!r} is a {strip.type.lower()} strip: MatteBridge reads image-sequence "
-                          "strips (EXR, PNG, JPEG, TIFF, DPX)")
+        raise PluginError(
+            f"{strip.name!r} is a {strip.type.lower()} strip: MatteBridge reads image-sequence "
+            "strips (EXR, PNG, JPEG, TIFF, DPX)"
+        )
     if len(getattr(strip, "retiming_keys", ())) > 0 or strip.strobe > 1.0:  # retiming_keys: 4.4+
         raise PluginError(f"{strip.name!r} is retimed or strobed: MatteBridge needs one file per timeline frame")
     directory = bpy.path.abspath(strip.directory, library=strip.id_data.library)
@@ -73,13 +76,16 @@ def describe(scene, strip) -> StripSource:
         raise PluginError(f"{strip.name!r}: its folder {strip.directory!r} is relative; save the .blend first")
     files = file_sequence(os.path.normpath(directory), [e.filename for e in strip.elements])
     timing = StripTiming(
-        frame_start=int(round(strip.frame_start)), final_start=int(strip.frame_final_start),
-        final_end=int(strip.frame_final_end), elements=len(strip.elements),
-        anim_offset_start=int(strip.animation_offset_start), anim_offset_end=int(strip.animation_offset_end),
-        reverse=bool(strip.use_reverse_frames))
+        frame_start=int(round(strip.frame_start)),
+        final_start=int(strip.frame_final_start),
+        final_end=int(strip.frame_final_end),
+        elements=len(strip.elements),
+        anim_offset_start=int(strip.animation_offset_start),
+        anim_offset_end=int(strip.animation_offset_end),
+        reverse=bool(strip.use_reverse_frames),
+    )
     shown = timeline_files(timing, files)
-    spec = ClipSpec(files.pattern, f"{min(shown)}-{max(shown)}", strip.colorspace_settings.name or None,
-                    ocio_config())
+    spec = ClipSpec(files.pattern, f"{min(shown)}-{max(shown)}", strip.colorspace_settings.name or None, ocio_config())
     return StripSource(scene.name, strip.name, files, timing, spec, shown)
 
 
@@ -95,8 +101,11 @@ def ocio_config() -> Optional[str]:
     env = os.environ.get("OCIO")
     if env:
         return env
-    roots = [bpy.utils.system_resource("DATAFILES"), os.path.join(bpy.utils.resource_path("LOCAL"), "datafiles"),
-             os.path.join(bpy.utils.resource_path("SYSTEM"), "datafiles")]
+    roots = [
+        bpy.utils.system_resource("DATAFILES"),
+        os.path.join(bpy.utils.resource_path("LOCAL"), "datafiles"),
+        os.path.join(bpy.utils.resource_path("SYSTEM"), "datafiles"),
+    ]
     for root in roots:
         path = os.path.join(root, "colormanagement", "config.ocio") if root else ""
         if path and os.path.isfile(path):
@@ -119,8 +128,20 @@ def placement(scene, strip, geometry: Optional[dict] = None) -> Placement:
         offset = (float(data[0] - display[0]), float(data[1] - display[1]))
     t = strip.transform
     r = scene.render
-    return Placement(w, h, t.scale_x, t.scale_y, t.offset_x, t.offset_y, t.rotation, tuple(t.origin),
-                     strip.use_flip_x, strip.use_flip_y, r.pixel_aspect_x / r.pixel_aspect_y, offset)
+    return Placement(
+        w,
+        h,
+        t.scale_x,
+        t.scale_y,
+        t.offset_x,
+        t.offset_y,
+        t.rotation,
+        tuple(t.origin),
+        strip.use_flip_x,
+        strip.use_flip_y,
+        r.pixel_aspect_x / r.pixel_aspect_y,
+        offset,
+    )
 
 
 # --- prompts on the strip ---------------------------------------------------------------------------
@@ -151,8 +172,11 @@ def matte_strip_for(scene, source_name: str, obj: str):
 
 
 def _free_channel(scene, start: int, end: int, lowest: int, ignore=()) -> int:
-    busy = {s.channel for s in top_strips(scene.sequence_editor)
-            if s.name not in ignore and s.frame_final_start < end and start < s.frame_final_end}
+    busy = {
+        s.channel
+        for s in top_strips(scene.sequence_editor)
+        if s.name not in ignore and s.frame_final_start < end and start < s.frame_final_end
+    }
     channel = lowest
     while channel in busy:
         channel += 1
@@ -178,15 +202,20 @@ def install_mattes(scene, source_name: str, paths_by_object: Dict[str, List[str]
         users = []
         old_channel = None
         if old is not None:
-            users = [(s.name, m.name) for s in all_strips(ed) for m in s.modifiers
-                     if getattr(m, "input_mask_strip", None) == old]
+            users = [
+                (s.name, m.name)
+                for s in all_strips(ed)
+                for m in s.modifiers
+                if getattr(m, "input_mask_strip", None) == old
+            ]
             old_channel = old.channel
             _remove(ed, old)
         channel = _free_channel(scene, start, end, old_channel if old_channel is not None else channel)
         name = f"{source_name}.{obj}.matte"
         directory = os.path.dirname(paths[0])
-        strip = top_strips(ed).new_image(name=name, filepath=paths[0], channel=channel, frame_start=start,
-                                    fit_method="ORIGINAL")
+        strip = top_strips(ed).new_image(
+            name=name, filepath=paths[0], channel=channel, frame_start=start, fit_method="ORIGINAL"
+        )
         for p in paths[1:]:
             if os.path.dirname(p) != directory:
                 raise PluginError(f"matte files of {obj!r} are not in one folder")
@@ -249,6 +278,7 @@ def matte_folder(scene, prefs) -> str:
     """Absolute folder for mattes: the scene's setting, else the preference (`//` = next to the .blend)."""
     folder = scene.mattebridge.matte_folder or prefs.matte_folder or "//mattes/"
     if folder.startswith("//") and not bpy.data.filepath:
-        raise PluginError(f"matte folder {folder!r} is relative to the .blend: save the .blend first, "
-                          "or set an absolute matte folder")
+        raise PluginError(
+            f"matte folder {folder!r} is relative to the .blend: save the .blend first, or set an absolute matte folder"
+        )
     return os.path.normpath(bpy.path.abspath(folder))

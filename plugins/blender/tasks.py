@@ -1,5 +1,6 @@
 """Jobs meet Blender: a worker thread per job in the UI, drained on the main thread by a bpy.app.timers
 callback (the only place results touch Blender data); inline in background mode (scripts, render farms)."""
+
 from __future__ import annotations
 
 import traceback
@@ -7,7 +8,7 @@ from typing import Callable, List, Tuple
 
 import bpy
 
-from .jobs import Event, BackgroundJob
+from .jobs import BackgroundJob, Event
 from .runtime import STATE
 
 Handler = Callable[[BackgroundJob, Event], None]

@@ -1,4 +1,5 @@
 """The MatteBridge panel in the Sequencer sidebar (N panel, tab "MatteBridge")."""
+
 from __future__ import annotations
 
 import bpy
@@ -40,8 +41,10 @@ class SEQUENCER_PT_mattebridge(bpy.types.Panel):
             frame = strips.file_frame(source, scene.frame_current)
             prompts = strips.load_prompts(strip)
             points, box = store.frame_prompt(prompts, cfg.object, frame)
-            layout.label(text=f"Frame {frame}: {len(points)} point(s){', box' if box else ''}; "
-                              f"prompted frames: {', '.join(map(str, sorted(prompts.objects.get(cfg.object, {})))) or '-'}")
+            layout.label(
+                text=f"Frame {frame}: {len(points)} point(s){', box' if box else ''}; "
+                f"prompted frames: {', '.join(map(str, sorted(prompts.objects.get(cfg.object, {})))) or '-'}"
+            )
         except MatteBridgeError as e:
             layout.label(text=str(e))
         row = layout.row(align=True)
@@ -58,8 +61,9 @@ class SEQUENCER_PT_mattebridge(bpy.types.Panel):
         job = STATE.track
         if job is not None and not job.finished:
             row = layout.row(align=True)
-            row.progress(factor=job.fraction, type="BAR",
-                         text=f"Tracking {STATE.track_strip}: {job.done}/{job.total or '?'}")
+            row.progress(
+                factor=job.fraction, type="BAR", text=f"Tracking {STATE.track_strip}: {job.done}/{job.total or '?'}"
+            )
             row.operator("mattebridge.cancel", text="", icon="CANCEL")
         else:
             layout.operator("mattebridge.track", icon="TRACKING")

@@ -2,4 +2,5 @@
 import nuke
 
 nuke.menu("Nodes").addMenu("MatteBridge").addCommand(
-    "MatteBridge", "import mattebridge_nuke.node\nmattebridge_nuke.node.create_node()")
+    "MatteBridge", "import mattebridge_nuke.node\nmattebridge_nuke.node.create_node()"
+)

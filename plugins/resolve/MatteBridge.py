@@ -9,6 +9,7 @@ This file is self-contained on purpose: Resolve's Python (any 3.9+) does not hav
 It only talks to Resolve and starts `mattebridge pick` (from the mattebridge install) as a process.
 Setup and settings: docs/resolve.md.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -25,26 +26,77 @@ from typing import Callable, Dict, List, Optional, Tuple
 PREFIX = "MatteBridge: "
 # Says what the scripting README documents, nothing about editions (its APIs "cover a common superset of
 # functions for both the Free and Studio versions"; which edition runs which scripts is not stated there).
-NO_API = ("cannot reach DaVinci Resolve's scripting API: run MatteBridge from Workspace > Scripts inside DaVinci "
-          "Resolve (19.0.2 or later); run from outside Resolve, it also needs Preferences > System > General > "
-          "External scripting using: Local, and RESOLVE_SCRIPT_API / RESOLVE_SCRIPT_LIB (docs/resolve.md)")
+NO_API = (
+    "cannot reach DaVinci Resolve's scripting API: run MatteBridge from Workspace > Scripts inside DaVinci "
+    "Resolve (19.0.2 or later); run from outside Resolve, it also needs Preferences > System > General > "
+    "External scripting using: Local, and RESOLVE_SCRIPT_API / RESOLVE_SCRIPT_LIB (docs/resolve.md)"
+)
 # The project's one grammar for object names: a copy of mattebridge.core.wire.prompts.OBJECT_NAME (this file cannot
 # import mattebridge); tests/test_nuke_names.py checks the two are identical.
 OBJECT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
-MOVIE_EXTENSIONS = {".mov", ".mp4", ".m4v", ".mxf", ".avi", ".mkv", ".webm", ".braw", ".r3d", ".ari", ".arx",
-                    ".crm", ".mts", ".m2ts", ".dng_seq", ".wmv", ".mpg", ".mpeg"}
-IMAGE_EXTENSIONS = {".exr", ".sxr", ".mxr", ".dpx", ".cin", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".tga", ".bmp",
-                    ".hdr", ".webp", ".jp2", ".j2c", ".j2k"}
+MOVIE_EXTENSIONS = {
+    ".mov",
+    ".mp4",
+    ".m4v",
+    ".mxf",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".braw",
+    ".r3d",
+    ".ari",
+    ".arx",
+    ".crm",
+    ".mts",
+    ".m2ts",
+    ".dng_seq",
+    ".wmv",
+    ".mpg",
+    ".mpeg",
+}
+IMAGE_EXTENSIONS = {
+    ".exr",
+    ".sxr",
+    ".mxr",
+    ".dpx",
+    ".cin",
+    ".tif",
+    ".tiff",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tga",
+    ".bmp",
+    ".hdr",
+    ".webp",
+    ".jp2",
+    ".j2c",
+    ".j2k",
+}
 # environment Resolve may set for its own Python and Qt, which must not leak into the mattebridge process
-FOREIGN_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONEXECUTABLE", "PYTHONSTARTUP", "QT_PLUGIN_PATH",
-               "QT_QPA_PLATFORM_PLUGIN_PATH", "QML2_IMPORT_PATH", "QML_IMPORT_PATH", "LD_LIBRARY_PATH",
-               "DYLD_LIBRARY_PATH", "DYLD_FRAMEWORK_PATH", "DYLD_INSERT_LIBRARIES")
+FOREIGN_ENV = (
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "PYTHONEXECUTABLE",
+    "PYTHONSTARTUP",
+    "QT_PLUGIN_PATH",
+    "QT_QPA_PLATFORM_PLUGIN_PATH",
+    "QML2_IMPORT_PATH",
+    "QML_IMPORT_PATH",
+    "LD_LIBRARY_PATH",
+    "DYLD_LIBRARY_PATH",
+    "DYLD_FRAMEWORK_PATH",
+    "DYLD_INSERT_LIBRARIES",
+)
 VERSION_DIR = re.compile(r"v(\d{3,})\Z")
 DEFAULTS = {
     "command": None,  # argv prefix of the prompt window, e.g. ["/opt/mattebridge/.venv/bin/mattebridge", "pick"]
     "server": "tcp://127.0.0.1:5557",  # mattebridge.core.wire.vocabulary.DEFAULT_ADDRESS (a test compares them)
     "matte_dir": None,  # None: a "mattebridge" folder next to the media
-    "ocio": None, "view": None, "colorspace": None, "layer": None,
+    "ocio": None,
+    "view": None,
+    "colorspace": None,
+    "layer": None,
     "range": "clip",  # clip: every frame of the clip; item: the frames the timeline uses (+ handles)
     "handles": 0,
     "auto": False,  # re-track with the clip's saved prompts without clicking (the window shows progress)
@@ -85,8 +137,9 @@ def load_config(environ) -> dict:
             raise ScriptError(f"settings file {path}: expected a JSON object")
         unknown = sorted(set(found) - set(DEFAULTS))
         if unknown:
-            raise ScriptError(f"settings file {path}: unknown setting(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(DEFAULTS))}")
+            raise ScriptError(
+                f"settings file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}"
+            )
         config.update(found)
     for var, key in (("MATTEBRIDGE_SERVER", "server"), ("MATTEBRIDGE_MATTE_DIR", "matte_dir")):
         if environ.get(var):
@@ -107,8 +160,10 @@ def pick_command(config, which=shutil.which) -> List[str]:
     found = which("mattebridge")
     if found:
         return [found, "pick"]
-    raise ScriptError("cannot find the `mattebridge` command: set MATTEBRIDGE_EXE to it, or \"command\" in "
-                      f"{config['config_path']} (see docs/resolve.md)")
+    raise ScriptError(
+        'cannot find the `mattebridge` command: set MATTEBRIDGE_EXE to it, or "command" in '
+        f"{config['config_path']} (see docs/resolve.md)"
+    )
 
 
 # --- Resolve -------------------------------------------------------------------------------------------------
@@ -172,15 +227,20 @@ def parse_file_path(name: str, file_path: str) -> ClipSource:
     with gaps `name.[1001-1050,1052-1100].exr` (refused: how Resolve numbers the frames around a gap is not
     documented, so the frame under the playhead could not be found reliably)."""
     if not file_path:
-        raise ScriptError(f"{name}: the clip under the playhead is not file-based (a generator, title, compound, "
-                          "Fusion or multicam clip); MatteBridge needs an image sequence or an image file")
+        raise ScriptError(
+            f"{name}: the clip under the playhead is not file-based (a generator, title, compound, "
+            "Fusion or multicam clip); MatteBridge needs an image sequence or an image file"
+        )
     ext = os.path.splitext(_BRACKETS.sub("", file_path))[1].lower()
     if ext in MOVIE_EXTENSIONS:
-        raise ScriptError(f"{name}: {os.path.basename(file_path)} is a movie file; MatteBridge reads image sequences "
-                          "and image files (EXR, DPX, TIFF, PNG, JPEG): render the clip to an image sequence first")
+        raise ScriptError(
+            f"{name}: {os.path.basename(file_path)} is a movie file; MatteBridge reads image sequences "
+            "and image files (EXR, DPX, TIFF, PNG, JPEG): render the clip to an image sequence first"
+        )
     if ext not in IMAGE_EXTENSIONS:
-        raise ScriptError(f"{name}: {os.path.basename(file_path)}: not an image format MatteBridge reads "
-                          "(EXR, DPX, TIFF, PNG, JPEG)")
+        raise ScriptError(
+            f"{name}: {os.path.basename(file_path)}: not an image format MatteBridge reads (EXR, DPX, TIFF, PNG, JPEG)"
+        )
     m = _BRACKETS.search(os.path.basename(file_path))
     if m is None:
         if not os.path.exists(file_path):
@@ -188,16 +248,20 @@ def parse_file_path(name: str, file_path: str) -> ClipSource:
         return ClipSource(name, file_path, file_path, 1, 1, 0)
     ranges = frame_ranges(m.group(1))
     if len(ranges) > 1:
-        holes = ", ".join(str(a + 1) if b - a == 2 else f"{a + 1}-{b - 1}" for (_, a), (b, _) in zip(ranges, ranges[1:]))
-        raise ScriptError(f"{name}: the image sequence has gaps (frames {holes} are missing: "
-                          f"{os.path.basename(file_path)}); MatteBridge needs an unbroken sequence: "
-                          "render or copy the missing frames")
+        holes = ", ".join(
+            str(a + 1) if b - a == 2 else f"{a + 1}-{b - 1}" for (_, a), (b, _) in zip(ranges, ranges[1:])
+        )
+        raise ScriptError(
+            f"{name}: the image sequence has gaps (frames {holes} are missing: "
+            f"{os.path.basename(file_path)}); MatteBridge needs an unbroken sequence: "
+            "render or copy the missing frames"
+        )
     first, last = ranges[0]
     padding = len(re.match(r"-?(\d+)", m.group(1)).group(1))
     folder = os.path.dirname(file_path)
     base = os.path.basename(file_path)
-    pattern = os.path.join(folder, base[:m.start()] + "#" * padding + base[m.end():])
-    probe = os.path.join(folder, base[:m.start()] + _pad(first, padding) + base[m.end():])
+    pattern = os.path.join(folder, base[: m.start()] + "#" * padding + base[m.end() :])
+    probe = os.path.join(folder, base[: m.start()] + _pad(first, padding) + base[m.end() :])
     if not os.path.exists(probe):
         raise ScriptError(f"{name}: media offline, {probe} not found")
     return ClipSource(name, file_path, pattern, first, last, padding)
@@ -244,8 +308,10 @@ def current_shot(resolve) -> Tuple[object, Shot]:
     name = item.GetName() or "clip"
     mpi = item.GetMediaPoolItem()
     if not mpi:
-        raise ScriptError(f"{name}: the clip under the playhead is not file-based (a generator, title, compound, "
-                          "Fusion or multicam clip); MatteBridge needs an image sequence or an image file")
+        raise ScriptError(
+            f"{name}: the clip under the playhead is not file-based (a generator, title, compound, "
+            "Fusion or multicam clip); MatteBridge needs an image sequence or an image file"
+        )
     source = parse_file_path(name, mpi.GetClipProperty("File Path") or "")
     fps = frame_rate(timeline, project)
     clip_fps = _rate(mpi.GetClipProperty("FPS")) or fps
@@ -256,8 +322,10 @@ def current_shot(resolve) -> Tuple[object, Shot]:
     # timeline frames, which differ from source frames when the clip's rate is not the timeline's
     head = int(item.GetSourceStartFrame())
     if not source.first <= head <= source.last:
-        raise ScriptError(f"{name}: Resolve gives the clip's source start frame as {head}, outside its frames "
-                          f"{source.first}-{source.last}; please report this with your Resolve version")
+        raise ScriptError(
+            f"{name}: Resolve gives the clip's source start frame as {head}, outside its frames "
+            f"{source.first}-{source.last}; please report this with your Resolve version"
+        )
     frame = head + int(math.floor((playhead - start) * step + 1e-6))
     tail = head + max(int(round(duration * step)) - 1, 0)
     clamp = lambda f: min(max(f, source.first), source.last)  # noqa: E731
@@ -276,13 +344,17 @@ def frame_rate(timeline, project) -> float:
         rate = _rate(owner.GetSetting("timelineFrameRate"))
         if rate:
             return rate
-    raise ScriptError("cannot read the timeline's frame rate (its timelineFrameRate setting and the project's are "
-                      "empty): check the timeline's settings, then run MatteBridge again")
+    raise ScriptError(
+        "cannot read the timeline's frame rate (its timelineFrameRate setting and the project's are "
+        "empty): check the timeline's settings, then run MatteBridge again"
+    )
 
 
 # --- where the mattes go ---------------------------------------------------------------------------------------
 def clip_folder(source: ClipSource, config) -> str:
-    stem = re.sub(r"[._\- ]+$", "", os.path.splitext(os.path.basename(_BRACKETS.sub("", source.file_path)))[0]) or "clip"
+    stem = (
+        re.sub(r"[._\- ]+$", "", os.path.splitext(os.path.basename(_BRACKETS.sub("", source.file_path)))[0]) or "clip"
+    )
     if config.get("matte_dir"):
         digest = hashlib.sha1(os.path.abspath(source.pattern).encode("utf-8")).hexdigest()[:8]
         return os.path.join(os.path.abspath(config["matte_dir"]), f"{stem}_{digest}")
@@ -294,8 +366,11 @@ def versions(folder: str) -> List[int]:
         names = os.listdir(folder)
     except OSError:
         return []
-    return sorted(int(m.group(1)) for m in (VERSION_DIR.match(n) for n in names)
-                  if m and os.path.isdir(os.path.join(folder, m.group(0))))
+    return sorted(
+        int(m.group(1))
+        for m in (VERSION_DIR.match(n) for n in names)
+        if m and os.path.isdir(os.path.join(folder, m.group(0)))
+    )
 
 
 def out_pattern(folder: str, version: int, source: ClipSource) -> str:
@@ -314,7 +389,7 @@ def is_under(path: str, folder: str) -> bool:
 def prune_versions(folder: str, keep: int) -> List[str]:
     """Remove this script's oldest matte versions of a clip (only folders holding nothing but EXRs)."""
     removed = []
-    for v in versions(folder)[:-max(int(keep), 1)]:
+    for v in versions(folder)[: -max(int(keep), 1)]:
         path = os.path.join(folder, f"v{v:03d}")
         files = [os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs]
         if all(f.lower().endswith(".exr") for f in files):
@@ -332,11 +407,20 @@ def run_json(argv: List[str], environ, runner) -> Tuple[int, Optional[dict], str
     """Run a `mattebridge pick` process; (exit code, its --print-result JSON, its last stderr line)."""
     extra = {"creationflags": 0x08000000} if sys.platform == "win32" else {}  # CREATE_NO_WINDOW: no console flash
     try:
-        proc = runner(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                      env=child_environment(environ), stdin=subprocess.DEVNULL, **extra)
+        proc = runner(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_environment(environ),
+            stdin=subprocess.DEVNULL,
+            **extra,
+        )
     except OSError as e:
-        raise ScriptError(f"cannot run {argv[0]} ({e.strerror or e}): set MATTEBRIDGE_EXE or \"command\" in the "
-                          "settings file (see docs/resolve.md)") from None
+        raise ScriptError(
+            f'cannot run {argv[0]} ({e.strerror or e}): set MATTEBRIDGE_EXE or "command" in the '
+            "settings file (see docs/resolve.md)"
+        ) from None
     result = None
     for line in reversed((proc.stdout or "").strip().splitlines()):
         try:
@@ -350,12 +434,35 @@ def run_json(argv: List[str], environ, runner) -> Tuple[int, Optional[dict], str
 
 def picker_arguments(shot: Shot, config, folder: str, out: str, prompts: str) -> List[str]:
     source = shot.source
-    first, last = (source.first, source.last) if config["range"] == "clip" else (
-        max(source.first, shot.used[0] - int(config["handles"])), min(source.last, shot.used[1] + int(config["handles"])))
+    first, last = (
+        (source.first, source.last)
+        if config["range"] == "clip"
+        else (
+            max(source.first, shot.used[0] - int(config["handles"])),
+            min(source.last, shot.used[1] + int(config["handles"])),
+        )
+    )
     frame = min(max(shot.frame, first), last)
-    args = [source.pattern, "--frames", f"{first}-{last}", "--frame", str(frame), "--server", str(config["server"]),
-            "--save", prompts, "--out", out, "--channels", "RGBA", "--on-done", "exit", "--print-result",
-            "--title", f"{source.name} (Resolve)"]
+    args = [
+        source.pattern,
+        "--frames",
+        f"{first}-{last}",
+        "--frame",
+        str(frame),
+        "--server",
+        str(config["server"]),
+        "--save",
+        prompts,
+        "--out",
+        out,
+        "--channels",
+        "RGBA",
+        "--on-done",
+        "exit",
+        "--print-result",
+        "--title",
+        f"{source.name} (Resolve)",
+    ]
     if os.path.exists(prompts):
         args += ["--prompts", prompts]
         if config.get("auto"):
@@ -405,8 +512,10 @@ def run(resolve, environ=None, runner: Callable = subprocess.run, log: Callable[
     except ScriptError:
         raise
     except Exception as e:  # an API object that is there but refuses (e.g. scripting switched off mid-way)
-        raise ScriptError(f"a call to DaVinci Resolve's scripting API failed ({type(e).__name__}: {e}). "
-                          f"{NO_API[0].upper()}{NO_API[1:]}") from None
+        raise ScriptError(
+            f"a call to DaVinci Resolve's scripting API failed ({type(e).__name__}: {e}). "
+            f"{NO_API[0].upper()}{NO_API[1:]}"
+        ) from None
     config = load_config(environ)
     command = pick_command(config)
     folder = clip_folder(shot.source, config)
@@ -415,8 +524,20 @@ def run(resolve, environ=None, runner: Callable = subprocess.run, log: Callable[
     out = out_pattern(folder, version, shot.source)
     check_names(saved_names(prompts), f"{shot.source.name}: {prompts}")
 
-    code, result, last = run_json(command + [shot.source.pattern, "--check", "--server", str(config["server"]),
-                                             "--timeout", str(config["timeout"]), "--print-result"], environ, runner)
+    code, result, last = run_json(
+        command
+        + [
+            shot.source.pattern,
+            "--check",
+            "--server",
+            str(config["server"]),
+            "--timeout",
+            str(config["timeout"]),
+            "--print-result",
+        ],
+        environ,
+        runner,
+    )
     if code != 0:
         reason = (result or {}).get("message") or strip_prefix(last) or f"exit code {code}"
         raise ScriptError(reason if code == 3 else f"the prompt window cannot start: {reason}")
@@ -427,8 +548,10 @@ def run(resolve, environ=None, runner: Callable = subprocess.run, log: Callable[
     status = result.get("status")
     if status != "done":
         if status in ("closed", "cancelled"):
-            log(f"{PREFIX}{shot.source.name}: {'cancelled' if status == 'cancelled' else 'closed without tracking'}; "
-                "the clip's mattes are unchanged")
+            log(
+                f"{PREFIX}{shot.source.name}: {'cancelled' if status == 'cancelled' else 'closed without tracking'}; "
+                "the clip's mattes are unchanged"
+            )
             return 1
         reason = result.get("message") or strip_prefix(last) or f"exit code {code}"
         raise ScriptError(f"{shot.source.name}: {reason}")
@@ -441,15 +564,21 @@ def run(resolve, environ=None, runner: Callable = subprocess.run, log: Callable[
     previous = [p for p in (pool.GetClipMatteList(shot.mpi) or []) if is_under(p, folder)]
     for obj, paths in mattes.items():
         if not storage.AddClipMattesToMediaPool(shot.mpi, paths):
-            raise ScriptError(f"{shot.source.name}: Resolve did not accept the {obj} mattes ({os.path.dirname(paths[0])}); "
-                              "the clip keeps its previous mattes")
+            raise ScriptError(
+                f"{shot.source.name}: Resolve did not accept the {obj} mattes ({os.path.dirname(paths[0])}); "
+                "the clip keeps its previous mattes"
+            )
     if previous and not pool.DeleteClipMattes(shot.mpi, previous):
-        log(f"{PREFIX}{shot.source.name}: Resolve did not remove the previous mattes; remove them from the clip by hand")
+        log(
+            f"{PREFIX}{shot.source.name}: Resolve did not remove the previous mattes; remove them from the clip by hand"
+        )
     prune_versions(folder, config["keep_versions"])
     summary = ", ".join(f"{obj} ({len(paths)} frames)" for obj, paths in mattes.items())
     replaced = f", replacing {len(previous)} earlier" if previous else ""
-    log(f"{PREFIX}{shot.source.name}: attached {len(mattes)} clip matte(s){replaced}: {summary} from "
-        f"{os.path.dirname(out.split('{object}')[0])}. Color page: right-click a node > Add Matte")
+    log(
+        f"{PREFIX}{shot.source.name}: attached {len(mattes)} clip matte(s){replaced}: {summary} from "
+        f"{os.path.dirname(out.split('{object}')[0])}. Color page: right-click a node > Add Matte"
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """The UI path: operators return at once, the network runs in worker threads, and the timer callback
 (tasks.tick, called here as Blender's timer loop would) brings progress and results into Blender data."""
+
 import os
 import sys
 import time
@@ -79,8 +80,9 @@ def main(a):
     r["cancel_state"] = job2.state
     r["cancel_done"] = [job2.done, job2.total]
     r["cancel_message"] = list(state.last_message)
-    r["mattes_after_cancel"] = [(s.name, s.get("marker")) for s in bl.every(scene.sequence_editor)
-                                if s.get("mattebridge_matte_of")]
+    r["mattes_after_cancel"] = [
+        (s.name, s.get("marker")) for s in bl.every(scene.sequence_editor) if s.get("mattebridge_matte_of")
+    ]
     return r
 
 

@@ -4,6 +4,7 @@ Each script is one Blender process: it takes a JSON file of arguments, installs 
 the built .zip the way Blender installs extensions (into the user repository under $BLENDER_USER_RESOURCES),
 does its steps and writes what it saw to a JSON file; pytest makes the assertions.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """What goes wrong is reported (operator report / status bar), never raised as a Python traceback."""
+
 import math
 import os
 import sys
@@ -33,7 +34,9 @@ def main(a):
     r["not_finite"] = bl.call(bpy.ops.mattebridge.add_point, x=math.nan, y=10)
     r["bad_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object="no spaces/slashes")
     r["dot_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object=".hidden")
-    r["long_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object="x" * 64)  # core's limit, not Blender's
+    r["long_object"] = bl.call(
+        bpy.ops.mattebridge.add_point, x=10, y=10, object="x" * 64
+    )  # core's limit, not Blender's
     r["max_object"] = bl.call(bpy.ops.mattebridge.add_point, x=10, y=10, object="x" * 63)
     bl.call(bpy.ops.mattebridge.clear, object="x" * 63)
 

@@ -1,4 +1,5 @@
 """The user's flow, scripted: prompts through the operators, preview, track, re-track, render, save."""
+
 import os
 import sys
 import time
@@ -11,22 +12,35 @@ import bl_common as bl  # noqa: E402
 
 def strip_state(ed, strip):
     return {
-        "name": strip.name, "type": strip.type, "channel": strip.channel, "mute": strip.mute,
-        "final_start": strip.frame_final_start, "final_end": strip.frame_final_end,
-        "colorspace": strip.colorspace_settings.name, "directory": bpy.path.abspath(strip.directory),
+        "name": strip.name,
+        "type": strip.type,
+        "channel": strip.channel,
+        "mute": strip.mute,
+        "final_start": strip.frame_final_start,
+        "final_end": strip.frame_final_end,
+        "colorspace": strip.colorspace_settings.name,
+        "directory": bpy.path.abspath(strip.directory),
         "files": [e.filename for e in strip.elements] if strip.type == "IMAGE" else [],
         "scale": [strip.transform.scale_x, strip.transform.scale_y],
         "matte_of": strip.get("mattebridge_matte_of"),
-        "modifiers": [{"name": m.name, "type": m.type, "mask_type": m.input_mask_type,
-                       "mask_strip": m.input_mask_strip.name if m.input_mask_strip else None} for m in strip.modifiers],
+        "modifiers": [
+            {
+                "name": m.name,
+                "type": m.type,
+                "mask_type": m.input_mask_type,
+                "mask_strip": m.input_mask_strip.name if m.input_mask_strip else None,
+            }
+            for m in strip.modifiers
+        ],
     }
 
 
 def main(a):
     r = {}
     bl.install(a["zip"])
-    import mattebridge
     import zmq
+
+    import mattebridge
 
     r["zmq_file"], r["mattebridge_file"] = zmq.__file__, mattebridge.__path__[0]
     bl.prefs().address = a["address"]
@@ -52,10 +66,16 @@ def main(a):
     t0 = time.monotonic()
     r["preview"] = bl.call(bpy.ops.mattebridge.preview)
     r["preview_seconds"] = time.monotonic() - t0
-    r["previews"] = {"/".join(map(str, k)): {"shape": list(v.alpha.shape), "dtype": str(v.alpha.dtype),
-                                             "min": float(v.alpha.min()), "max": float(v.alpha.max()),
-                                             "geometry": v.geometry}
-                     for k, v in runtime.STATE.previews.items()}
+    r["previews"] = {
+        "/".join(map(str, k)): {
+            "shape": list(v.alpha.shape),
+            "dtype": str(v.alpha.dtype),
+            "min": float(v.alpha.min()),
+            "max": float(v.alpha.max()),
+            "geometry": v.geometry,
+        }
+        for k, v in runtime.STATE.previews.items()
+    }
     clips = [c for conn in runtime.STATE.connections.values() for c in conn.open_clips.values()]
     r["clip_colour"] = [[c.colorspace, c.display, c.view, c.config] for c in clips]  # as the server replied
     r["ocio_sent"] = bl.addon("strips").ocio_config()  # what the extension sends as the clip's `ocio`

@@ -4,6 +4,7 @@ mapping.Placement says where a plate pixel lands in the preview's view space; th
 view space as an image (render pixel = view + half the frame, y flipped). frames.StripTiming says which file a
 timeline frame shows; rendering a plate whose frames hold their own number says which file Blender shows.
 """
+
 import math
 import os
 import sys
@@ -50,7 +51,11 @@ def main(a):
         ("original", "ORIGINAL", {}),
         ("stretch", "STRETCH", {}),
         ("offset", "FIT", {"offset": (13.0, -7.0)}),
-        ("scale_rotate_origin", "ORIGINAL", {"scale": (1.5, 1.25), "rotation": math.radians(30), "origin": (0.25, 0.75)}),
+        (
+            "scale_rotate_origin",
+            "ORIGINAL",
+            {"scale": (1.5, 1.25), "rotation": math.radians(30), "origin": (0.25, 0.75)},
+        ),
         ("flip_x", "FIT", {"flip_x": True, "offset": (5.0, 3.0)}),
         ("flip_y", "FIT", {"flip_y": True}),
     ]
@@ -71,9 +76,16 @@ def main(a):
         expected = (vx + W / 2, H / 2 - vy)
         seen = bright_centre(render(scene, os.path.join(a["work"], f"{name}.exr")))
         back = place.view_to_image(vx, vy)
-        r["placements"].append({"case": name, "expected": expected, "seen": seen, "back": back,
-                                "fit_scale": mapping.fit_scale(fit, place.image_w, place.image_h, W, H),
-                                "scale": [strip.transform.scale_x, strip.transform.scale_y]})
+        r["placements"].append(
+            {
+                "case": name,
+                "expected": expected,
+                "seen": seen,
+                "back": back,
+                "fit_scale": mapping.fit_scale(fit, place.image_w, place.image_h, W, H),
+                "scale": [strip.transform.scale_x, strip.transform.scale_y],
+            }
+        )
         bl.top(ed).remove(strip)
 
     # an EXR whose data window (40x30 at 10, 5) is smaller than its display window (80x60): Blender shows the
@@ -82,13 +94,20 @@ def main(a):
     place = strips.placement(scene, strip, {"display": [0, 0, 80, 60], "data": [10, 5, 40, 30]})
     vx, vy = place.plate_to_view(*a["window_marker"])
     seen = bright_centre(render(scene, os.path.join(a["work"], "data_window.exr")))
-    r["data_window"] = {"expected": (vx + W / 2, H / 2 - vy), "seen": seen, "size": [place.image_w, place.image_h],
-                        "back": place.view_to_plate(vx, vy)}
+    r["data_window"] = {
+        "expected": (vx + W / 2, H / 2 - vy),
+        "seen": seen,
+        "size": [place.image_w, place.image_h],
+        "back": place.view_to_plate(vx, vy),
+    }
     bl.top(ed).remove(strip)
 
     # timing: file N holds the value N/64 everywhere
-    for name, setup in (("plain", {}), ("trimmed", {"anim": (2, 1), "handles": (12, 17)}),
-                        ("reversed", {"anim": (2, 0), "handles": (11, 18), "reverse": True})):
+    for name, setup in (
+        ("plain", {}),
+        ("trimmed", {"anim": (2, 1), "handles": (12, 17)}),
+        ("reversed", {"anim": (2, 0), "handles": (11, 18), "reverse": True}),
+    ):
         strip = bl.image_strip(scene, name, a["numbered_dir"], "num.0001.exr", list(range(1, 11)), frame_start=10)
         if "anim" in setup:
             strip.animation_offset_start, strip.animation_offset_end = setup["anim"]
@@ -101,10 +120,21 @@ def main(a):
             scene.frame_current = f
             value = float(render(scene, os.path.join(a["work"], f"t_{name}_{f}.exr"))[0, 0, 0])
             element = source.timing.element_at(f)
-            rows.append({"frame": f, "blender_file": round(value * 64), "predicted": None if element is None
-                         else source.files.frames[element]})
-        r["timing"].append({"case": name, "rows": rows, "shown": source.shown,
-                            "spec": [source.spec.pattern, source.spec.frames, source.spec.colorspace, source.spec.ocio]})
+            rows.append(
+                {
+                    "frame": f,
+                    "blender_file": round(value * 64),
+                    "predicted": None if element is None else source.files.frames[element],
+                }
+            )
+        r["timing"].append(
+            {
+                "case": name,
+                "rows": rows,
+                "shown": source.shown,
+                "spec": [source.spec.pattern, source.spec.frames, source.spec.colorspace, source.spec.ocio],
+            }
+        )
         bl.top(ed).remove(strip)
     return r
 

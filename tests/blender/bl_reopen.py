@@ -1,4 +1,5 @@
 """A fresh Blender opens the saved .blend: the prompts and the matte set-up are still there."""
+
 import os
 import sys
 
@@ -18,16 +19,24 @@ def main(a):
     bl.install(a["zip"])
     ed.active_strip = strip
     r["export"] = bl.call(bpy.ops.mattebridge.export_prompts, filepath=a["prompts_json"])
-    r["modifiers"] = [(m.name, m.type, m.input_mask_strip.name if m.input_mask_strip else None) for m in strip.modifiers]
+    r["modifiers"] = [
+        (m.name, m.type, m.input_mask_strip.name if m.input_mask_strip else None) for m in strip.modifiers
+    ]
     r["mattes"] = sorted(s.name for s in bl.every(ed) if s.get("mattebridge_matte_of"))
     r["settings_object"] = scene.mattebridge.object
     # the add-on unregisters cleanly and comes back
     bpy.ops.preferences.addon_disable(module=bl.MODULE)
-    r["after_disable"] = [hasattr(bpy.types.Scene, "mattebridge"), hasattr(bpy.types, "SEQUENCER_PT_mattebridge"),
-                          len(bpy.app.handlers.load_post)]
+    r["after_disable"] = [
+        hasattr(bpy.types.Scene, "mattebridge"),
+        hasattr(bpy.types, "SEQUENCER_PT_mattebridge"),
+        len(bpy.app.handlers.load_post),
+    ]
     bpy.ops.preferences.addon_enable(module=bl.MODULE)
-    r["after_enable"] = [hasattr(bpy.types.Scene, "mattebridge"), hasattr(bpy.types, "SEQUENCER_PT_mattebridge"),
-                         len(bpy.app.handlers.load_post)]
+    r["after_enable"] = [
+        hasattr(bpy.types.Scene, "mattebridge"),
+        hasattr(bpy.types, "SEQUENCER_PT_mattebridge"),
+        len(bpy.app.handlers.load_post),
+    ]
     r["prompts_after_reenable"] = bl.every(ed)["plate"]["mattebridge"].to_dict()
     return r
 

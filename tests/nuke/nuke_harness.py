@@ -1,4 +1,5 @@
 """Shared helpers of the Nuke plugin tests: the plugin and the nuke STAND-IN on sys.path, small plates."""
+
 import os
 import sys
 import time
@@ -35,9 +36,10 @@ def small_plate(folder, first=1001, last=1006, display=(0, 0, 100, 70), data=(5,
     for f in range(first, last + 1):
         rgb = (rng.random((h, w, 3)) * 0.1).astype(np.float32)
         x0 = 10 + 2 * (f - first)
-        rgb[15:40, x0:x0 + 25] += 0.9
-        write_exr(pattern % f, {c: rgb[..., i] for i, c in enumerate("RGB")}, display=display, data=data,
-                  pixel_aspect=aspect)
+        rgb[15:40, x0 : x0 + 25] += 0.9
+        write_exr(
+            pattern % f, {c: rgb[..., i] for i, c in enumerate("RGB")}, display=display, data=data, pixel_aspect=aspect
+        )
     return pattern
 
 

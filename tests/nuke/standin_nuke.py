@@ -30,6 +30,7 @@ listed in docs/nuke.md (manual checklist).
 
 Helpers that are not part of Nuke's API are prefixed `standin_`.
 """
+
 import os
 import queue
 import re
@@ -108,7 +109,6 @@ class Layer:
                 raise ValueError("standin: channel %r is not in layer %r" % (c, name))
         self._name, self._channels = name, list(channels)
         _state["layers"][name] = self
-
 
 
 def layers(node=None):
@@ -355,8 +355,9 @@ class Array_Knob(Knob):  # noqa: N801
     def setValueAt(self, value, time, index):  # noqa: N802
         self._check(index)
         if self._curves is None:
-            raise StandinError("standin: %s: setValueAt on a knob that is not animated (call setAnimated first)"
-                               % self._name)
+            raise StandinError(
+                "standin: %s: setValueAt on a knob that is not animated (call setAnimated first)" % self._name
+            )
         self._curves[index][float(time)] = float(value)
         _changed(self)
 
@@ -377,8 +378,7 @@ class Array_Knob(Knob):  # noqa: N801
     def toScript(self):  # noqa: N802
         if self._curves is None:
             return " ".join("%g" % v for v in self._values)
-        return " ".join("{curve %s}" % " ".join("x%g %g" % (t, v) for t, v in sorted(c.items()))
-                        for c in self._curves)
+        return " ".join("{curve %s}" % " ".join("x%g %g" % (t, v) for t, v in sorted(c.items())) for c in self._curves)
 
 
 class XY_Knob(Array_Knob):  # noqa: N801
@@ -408,9 +408,23 @@ class Format_Knob(Knob):  # noqa: N801
 
 # --- nodes ----------------------------------------------------------------------------------------
 def _exr_knobs():
-    return [_enum("datatype", ["16 bit half", "32 bit float"]),
-            _enum("compression", ["none", "Zip (1 scanline)", "Zip (16 scanlines)", "PIZ Wavelet (32 scanlines)",
-                                  "RLE", "B44", "DWAA", "DWAB"], "Zip (1 scanline)")]
+    return [
+        _enum("datatype", ["16 bit half", "32 bit float"]),
+        _enum(
+            "compression",
+            [
+                "none",
+                "Zip (1 scanline)",
+                "Zip (16 scanlines)",
+                "PIZ Wavelet (32 scanlines)",
+                "RLE",
+                "B44",
+                "DWAA",
+                "DWAB",
+            ],
+            "Zip (1 scanline)",
+        ),
+    ]
 
 
 def _enum(name, values, default=None):
@@ -445,28 +459,50 @@ def _common():
 
 
 CLASS_KNOBS = {
-    "Read": lambda: [File_Knob("file", "file"), _int("first", 1), _int("last", 1), _int("origfirst", 1),
-                     _int("origlast", 1), _string("frame"), _enum("frame_mode", ["expression", "start at", "offset"]),
-                     _bool("raw"), _string("colorspace", "default"),
-                     _enum("before", ["hold", "loop", "bounce", "black"]),
-                     _enum("after", ["hold", "loop", "bounce", "black"]),
-                     _enum("on_error", ["error", "black", "checkerboard", "nearest frame"]),
-                     _Reload("reload", "reload")],
+    "Read": lambda: [
+        File_Knob("file", "file"),
+        _int("first", 1),
+        _int("last", 1),
+        _int("origfirst", 1),
+        _int("origlast", 1),
+        _string("frame"),
+        _enum("frame_mode", ["expression", "start at", "offset"]),
+        _bool("raw"),
+        _string("colorspace", "default"),
+        _enum("before", ["hold", "loop", "bounce", "black"]),
+        _enum("after", ["hold", "loop", "bounce", "black"]),
+        _enum("on_error", ["error", "black", "checkerboard", "nearest frame"]),
+        _Reload("reload", "reload"),
+    ],
     # datatype and compression come with file_type exr (Node._file_type_knobs), as in Nuke
-    "Write": lambda: [File_Knob("file", "file"), _enum("file_type", ["", "exr", "dpx", "tiff", "png", "jpeg"]),
-                      _enum("channels", ["rgb", "rgba", "alpha", "all"], "rgb")],
-    "Copy": lambda: [_string("from0", "rgba.alpha"), _string("to0", "rgba.alpha"),
-                     _enum("bbox", ["union", "B side", "A side", "intersection"])],
+    "Write": lambda: [
+        File_Knob("file", "file"),
+        _enum("file_type", ["", "exr", "dpx", "tiff", "png", "jpeg"]),
+        _enum("channels", ["rgb", "rgba", "alpha", "all"], "rgb"),
+    ],
+    "Copy": lambda: [
+        _string("from0", "rgba.alpha"),
+        _string("to0", "rgba.alpha"),
+        _enum("bbox", ["union", "B side", "A side", "intersection"]),
+    ],
     "Merge2": lambda: [_enum("operation", ["over", "plus", "max", "min", "multiply", "screen"])],
     "Grade": lambda: [_double("multiply", 1.0)],
     "Dot": lambda: [],
     "Input": lambda: [_int("number", 0)],
     "Output": lambda: [],
     "Group": lambda: [_string("knobChanged"), _string("onCreate")],
-    "Root": lambda: [File_Knob("name", "name"), _int("first_frame", 1), _int("last_frame", 100),
-                     _bool("proxy"), _double("proxy_scale", 0.5), Format_Knob("format", "format"),
-                     _enum("colorManagement", ["Nuke", "OCIO"], "OCIO"), _string("OCIO_config", "custom"),
-                     _string("customOCIOConfigPath"), _string("workingSpaceLUT", "scene_linear")],
+    "Root": lambda: [
+        File_Knob("name", "name"),
+        _int("first_frame", 1),
+        _int("last_frame", 100),
+        _bool("proxy"),
+        _double("proxy_scale", 0.5),
+        Format_Knob("format", "format"),
+        _enum("colorManagement", ["Nuke", "OCIO"], "OCIO"),
+        _string("OCIO_config", "custom"),
+        _string("customOCIOConfigPath"),
+        _string("workingSpaceLUT", "scene_linear"),
+    ],
 }
 
 
@@ -732,8 +768,10 @@ def executeInMainThreadWithResult(call, args=(), kwargs=None):  # noqa: N802
     """Like Nuke (nuke_internal/executeInMain.py): waits for the main thread; if the call raised, the traceback
     is printed and None comes back. From the main thread Nuke would wait for itself forever."""
     if threading.current_thread() is _state["main"]:
-        raise StandinError("standin: executeInMainThreadWithResult called on the main thread: this would hang in "
-                           "Nuke (it waits for the main thread, which is the caller)")
+        raise StandinError(
+            "standin: executeInMainThreadWithResult called on the main thread: this would hang in "
+            "Nuke (it waits for the main thread, which is the caller)"
+        )
     if not isinstance(args, tuple):
         args = (args,)
     done = {"event": threading.Event()}
@@ -774,15 +812,27 @@ def execute(node, start, end, incr=1):
         raise StandinError("standin: execute() of a %s" % node._class)
     for f in range(int(start), int(end) + 1, int(incr)):
         _write_frame(node, f)
-    _state["executed"].append((node.name(), int(start), int(end), bool(_state["root"]["proxy"].value()),
-                               node["file"].value()))
+    _state["executed"].append(
+        (node.name(), int(start), int(end), bool(_state["root"]["proxy"].value()), node["file"].value())
+    )
 
 
 # --- the stand-in's own controls (not Nuke API) -----------------------------------------------------
 def standin_reset(plugin_path=()):
     _state.clear()
-    _state.update(main=threading.current_thread(), frame=1, this=[], messages=[], tasks=[], executed=[],
-                  layers={}, menus={}, queue=queue.Queue(), selected=None, plugin_path=list(plugin_path))
+    _state.update(
+        main=threading.current_thread(),
+        frame=1,
+        this=[],
+        messages=[],
+        tasks=[],
+        executed=[],
+        layers={},
+        menus={},
+        queue=queue.Queue(),
+        selected=None,
+        plugin_path=list(plugin_path),
+    )
     _state["context"] = []
     r = Node("Root", None)
     _state["root"] = r
@@ -886,17 +936,17 @@ def _tcl(text, node):
         m = re.search(r"\[([^\[\]]*)\]", text)
         if not m:
             raise StandinError("standin: unbalanced TCL in %r" % text)
-        text = text[:m.start()] + command(m.group(1)) + text[m.end():]
+        text = text[: m.start()] + command(m.group(1)) + text[m.end() :]
     return text
 
 
 def _frame_path(pattern, f):
     m = re.search(r"%0?(\d*)d", pattern)
     if m:
-        return pattern[:m.start()] + "%0*d" % (int(m.group(1) or 0), f) + pattern[m.end():]
+        return pattern[: m.start()] + "%0*d" % (int(m.group(1) or 0), f) + pattern[m.end() :]
     m = re.search(r"#+", pattern)
     if m:
-        return pattern[:m.start()] + "%0*d" % (len(m.group(0)), f) + pattern[m.end():]
+        return pattern[: m.start()] + "%0*d" % (len(m.group(0)), f) + pattern[m.end() :]
     return pattern
 
 
@@ -917,7 +967,7 @@ class Image:
         sx, sy, sr, st = self.bbox
         ix0, iy0, ix1, iy1 = max(x, sx), max(y, sy), min(r, sr), min(t, st)
         if ix1 > ix0 and iy1 > iy0:
-            out[iy0 - y:iy1 - y, ix0 - x:ix1 - x] = src[iy0 - sy:iy1 - sy, ix0 - sx:ix1 - sx]
+            out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = src[iy0 - sy : iy1 - sy, ix0 - sx : ix1 - sx]
         return out
 
 
@@ -1009,8 +1059,11 @@ def _render(node, f):
     if cls == "Grade":
         img = _render(node.input(0), f)
         m = node["multiply"].value()
-        return Image(img.format, img.bbox, {n: (c * m if n.startswith("rgba.") and not n.endswith("alpha") else c)
-                                           for n, c in img.channels.items()})
+        return Image(
+            img.format,
+            img.bbox,
+            {n: (c * m if n.startswith("rgba.") and not n.endswith("alpha") else c) for n, c in img.channels.items()},
+        )
     if cls == "Copy":
         b, a = _render(node.input(0), f), _render(node.input(1), f)
         box = _union(b.bbox, a.bbox)

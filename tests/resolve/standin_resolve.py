@@ -29,6 +29,7 @@ Where Resolve is less kind than a naive fake, so is this (docs/resolve.md lists 
   own numbering, e.g. 1003 for the third frame of a sequence starting at 1001), which differ when the clip's
   FPS is not the timeline's.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,8 +66,15 @@ class MediaPoolItem(StandIn):
 
 
 class TimelineItem(StandIn):
-    def __init__(self, name: str, mpi: Optional[MediaPoolItem], start: int, duration: int, left_offset: int,
-                 source_start: Optional[int] = None):
+    def __init__(
+        self,
+        name: str,
+        mpi: Optional[MediaPoolItem],
+        start: int,
+        duration: int,
+        left_offset: int,
+        source_start: Optional[int] = None,
+    ):
         self._name, self._mpi = name, mpi
         self._start, self._duration, self._left = start, duration, left_offset  # timeline frames
         self._source_start = source_start  # source frames
@@ -112,7 +120,9 @@ class Timeline(StandIn):
     def GetSetting(self, settingName: str) -> str:
         self._log("GetSetting", settingName)
         if settingName != "timelineFrameRate":
-            raise NotImplementedError(f"stand-in Timeline.GetSetting({settingName!r}): only timelineFrameRate is modelled")
+            raise NotImplementedError(
+                f"stand-in Timeline.GetSetting({settingName!r}): only timelineFrameRate is modelled"
+            )
         return self._fps
 
 
@@ -130,7 +140,9 @@ class MediaPool(StandIn):
 
 
 class MediaStorage(StandIn):
-    def AddClipMattesToMediaPool(self, MediaPoolItem: MediaPoolItem, paths: List[str], stereoEye: Optional[str] = None) -> bool:
+    def AddClipMattesToMediaPool(
+        self, MediaPoolItem: MediaPoolItem, paths: List[str], stereoEye: Optional[str] = None
+    ) -> bool:
         self._log("AddClipMattesToMediaPool", MediaPoolItem, list(paths), stereoEye)
         if not isinstance(paths, list) or not paths or not all(os.path.isfile(p) for p in paths):
             return False
@@ -147,7 +159,9 @@ class Project(StandIn):
     def GetSetting(self, settingName: str) -> str:
         self._log("GetSetting", settingName)
         if settingName != "timelineFrameRate":
-            raise NotImplementedError(f"stand-in Project.GetSetting({settingName!r}): only timelineFrameRate is modelled")
+            raise NotImplementedError(
+                f"stand-in Project.GetSetting({settingName!r}): only timelineFrameRate is modelled"
+            )
         return self._fps
 
     def GetCurrentTimeline(self) -> Optional[Timeline]:
@@ -181,14 +195,23 @@ class Resolve(StandIn):
         return self._storage
 
 
-def resolve_with_clip(file_path: Optional[str], timecode: str, start: int, duration: int, source_offset: int = 0,
-                      fps: str = "24", name: str = "A001_C002", clip_fps: Optional[str] = None,
-                      project_fps: str = "24") -> Resolve:
+def resolve_with_clip(
+    file_path: Optional[str],
+    timecode: str,
+    start: int,
+    duration: int,
+    source_offset: int = 0,
+    fps: str = "24",
+    name: str = "A001_C002",
+    clip_fps: Optional[str] = None,
+    project_fps: str = "24",
+) -> Resolve:
     """A Resolve whose current timeline has one video clip under the playhead (file_path None: not file-based).
     source_offset: source frames trimmed off the clip's head; clip_fps: the clip's FPS (default: the timeline's)."""
     clip_fps = clip_fps or fps or project_fps or "24"
-    mpi = None if file_path is None else MediaPoolItem(name, {"File Path": file_path, "Clip Name": name,
-                                                              "FPS": clip_fps})
+    mpi = (
+        None if file_path is None else MediaPoolItem(name, {"File Path": file_path, "Clip Name": name, "FPS": clip_fps})
+    )
     m = re.search(r"\[(-?\d+)", os.path.basename(file_path or ""))
     first = int(m.group(1)) if m else 0
     step = float(clip_fps) / float(fps or project_fps or clip_fps)  # source frames per timeline frame
@@ -201,8 +224,14 @@ def sequence_file_path(pattern: str) -> str:
     `name.[1001-1100].exr`, or with missing frames `name.[1001-1050,1052-1100].exr`."""
     folder, base = os.path.split(pattern)
     head, hashes, tail = re.match(r"(.*?)(#+)(.*)$", base).groups()
-    found = sorted(int(m.group(1)) for m in (re.fullmatch(re.escape(head) + r"(-?\d{%d,})" % len(hashes)
-                                                           + re.escape(tail), n) for n in os.listdir(folder)) if m)
+    found = sorted(
+        int(m.group(1))
+        for m in (
+            re.fullmatch(re.escape(head) + r"(-?\d{%d,})" % len(hashes) + re.escape(tail), n)
+            for n in os.listdir(folder)
+        )
+        if m
+    )
     ranges, width = [], len(hashes)
     for f in found:
         if ranges and f == ranges[-1][1] + 1:

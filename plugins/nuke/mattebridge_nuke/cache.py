@@ -18,6 +18,7 @@ published, nothing (black). Everything else is bookkeeping for the Nuke session.
 Thread safety: one lock per cache folder in this process; the Track thread publishes while the main
 thread syncs after knob changes.
 """
+
 import json
 import os
 import shutil
@@ -84,7 +85,6 @@ class MatteCache:
     def _stash_path(self, obj: str, frame: int, kind: str, key: str) -> str:
         return os.path.join(self.root, ".stash", obj, "%s.%04d.%s.%s.exr" % (obj, frame, kind, key))
 
-
     # --- manifest ----------------------------------------------------------------------------------
     def _load(self) -> None:
         self.published: Dict[str, Dict[int, Tuple[str, str]]] = {}
@@ -95,10 +95,13 @@ class MatteCache:
             try:
                 with open(path, encoding="utf-8") as f:
                     doc = json.load(f)
-                self.published = {o: {int(fr): tuple(v) for fr, v in per.items()}
-                                  for o, per in doc.get("published", {}).items()}
-                self.stash = {o: {int(fr): [tuple(v) for v in vs] for fr, vs in per.items()}
-                              for o, per in doc.get("stash", {}).items()}
+                self.published = {
+                    o: {int(fr): tuple(v) for fr, v in per.items()} for o, per in doc.get("published", {}).items()
+                }
+                self.stash = {
+                    o: {int(fr): [tuple(v) for v in vs] for fr, vs in per.items()}
+                    for o, per in doc.get("stash", {}).items()
+                }
                 self.context_doc = doc.get("context")
             except (OSError, ValueError, TypeError, AttributeError):
                 self.published, self.stash, self.context_doc = {}, {}, None  # unreadable: start afresh
@@ -146,11 +149,14 @@ class MatteCache:
     def save(self) -> None:
         with self.lock:
             os.makedirs(self.root, exist_ok=True)
-            doc = {"version": 1,
-                   "published": {o: {str(f): list(v) for f, v in per.items()} for o, per in self.published.items() if per},
-                   "stash": {o: {str(f): [list(e) for e in vs] for f, vs in per.items() if vs}
-                             for o, per in self.stash.items()},
-                   "context": self.context_doc}
+            doc = {
+                "version": 1,
+                "published": {o: {str(f): list(v) for f, v in per.items()} for o, per in self.published.items() if per},
+                "stash": {
+                    o: {str(f): [list(e) for e in vs] for f, vs in per.items() if vs} for o, per in self.stash.items()
+                },
+                "context": self.context_doc,
+            }
             tmp = os.path.join(self.root, MANIFEST + ".tmp")
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(doc, f)

@@ -4,6 +4,7 @@ Nuke runs knobChanged after every knob change, the plugin's own setValue/setValu
 (nuke.addKnobChanged, Nuke 17.1 docs): whatever changes knobs here does it inside `_own_changes()`, which
 knob_changed ignores, then updates what depends on them once.
 """
+
 import contextlib
 import functools
 import os
@@ -82,8 +83,14 @@ def _start(node, action: str, frame: Optional[int] = None) -> Optional[Backgroun
         _fail(node, str(e))
         return None
     key = node.fullName()
-    job = BackgroundJob(request, nukehost.NukeHost(), action, frame, on_done=functools.partial(_finished, node, key),
-              on_progress=functools.partial(_progress, node))
+    job = BackgroundJob(
+        request,
+        nukehost.NukeHost(),
+        action,
+        frame,
+        on_done=functools.partial(_finished, node, key),
+        on_progress=functools.partial(_progress, node),
+    )
     _jobs[key] = job
     _status(node, job.title + " ...")
     return job.start()
@@ -218,11 +225,16 @@ def _keyed(knob, values) -> None:
 def add_point(node, slot: int, positive: bool) -> Optional[str]:
     """Show the object's next free point handle, keyed on the current frame in the middle of the image."""
     kind = "fg" if positive else "bg"
-    free = [n for n in ("o%d_%s%d" % (slot, kind, i) for i in range(1, mbnode.POINTS_PER_KIND + 1))
-            if n in node.knobs() and not node[n].visible()]
+    free = [
+        n
+        for n in ("o%d_%s%d" % (slot, kind, i) for i in range(1, mbnode.POINTS_PER_KIND + 1))
+        if n in node.knobs() and not node[n].visible()
+    ]
     if not free:
-        nuke.message("MatteBridge: %d %s points is the most an object has here; move or clear one"
-                     % (mbnode.POINTS_PER_KIND, "foreground" if positive else "background"))
+        nuke.message(
+            "MatteBridge: %d %s points is the most an object has here; move or clear one"
+            % (mbnode.POINTS_PER_KIND, "foreground" if positive else "background")
+        )
         return None
     x, y = nukehost.viewer_centre(node)
     index = int(re.search(r"(\d+)$", free[0]).group(1))

@@ -22,6 +22,7 @@ plate files and the wire are full size, so prompts need no proxy scaling. What N
 images (a node's format and bbox) may be proxy-scaled, so nukehost reads the format and renders the
 input with proxy mode off, and the internal Reads of full-size mattes are scaled by Nuke like any Read.
 """
+
 from typing import Sequence, Tuple
 
 Box = Tuple[float, float, float, float]

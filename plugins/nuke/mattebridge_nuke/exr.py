@@ -5,6 +5,7 @@ window, pixel aspect and string attributes. Written under a temporary name and r
 sees half a file. The server writes the tracked mattes itself; this only writes what `clip.prompt`
 returns as an array.
 """
+
 import os
 import struct
 import tempfile
@@ -38,9 +39,16 @@ def _zip_block(raw: bytes) -> bytes:
     return packed if len(packed) < len(raw) else raw
 
 
-def write_exr(path: str, channels: Dict[str, np.ndarray], display: Sequence[int], data: Sequence[int],
-              pixel_aspect: float = 1.0, pixel_type: str = "half", attributes: Optional[Dict[str, str]] = None,
-              compression: str = "zip") -> None:
+def write_exr(
+    path: str,
+    channels: Dict[str, np.ndarray],
+    display: Sequence[int],
+    data: Sequence[int],
+    pixel_aspect: float = 1.0,
+    pixel_type: str = "half",
+    attributes: Optional[Dict[str, str]] = None,
+    compression: str = "zip",
+) -> None:
     """channels: name -> (data h, data w) array over the data window; windows are (x, y, width, height),
     absolute, y down (OpenImageIO's convention, as the server's geometry gives them)."""
     names = sorted(channels)  # OpenEXR stores channels in alphabetical order
@@ -52,18 +60,26 @@ def write_exr(path: str, channels: Dict[str, np.ndarray], display: Sequence[int]
     comp = ZIP_COMPRESSION if compression == "zip" else NO_COMPRESSION
     lines = ZIP_LINES if comp == ZIP_COMPRESSION else 1
 
-    chlist = b"".join(n.encode() + b"\0" + struct.pack("<i", code) + b"\0\0\0\0" + struct.pack("<ii", 1, 1)
-                      for n in names) + b"\0"
-    header = b"".join([
-        _attr("channels", "chlist", chlist),
-        _attr("compression", "compression", bytes([comp])),
-        _attr("dataWindow", "box2i", _box2i(data)),
-        _attr("displayWindow", "box2i", _box2i(display)),
-        _attr("lineOrder", "lineOrder", bytes([0])),
-        _attr("pixelAspectRatio", "float", struct.pack("<f", float(pixel_aspect))),
-        _attr("screenWindowCenter", "v2f", struct.pack("<ff", 0.0, 0.0)),
-        _attr("screenWindowWidth", "float", struct.pack("<f", 1.0)),
-    ] + [_attr(k, "string", str(v).encode("utf-8")) for k, v in sorted((attributes or {}).items())]) + b"\0"
+    chlist = (
+        b"".join(n.encode() + b"\0" + struct.pack("<i", code) + b"\0\0\0\0" + struct.pack("<ii", 1, 1) for n in names)
+        + b"\0"
+    )
+    header = (
+        b"".join(
+            [
+                _attr("channels", "chlist", chlist),
+                _attr("compression", "compression", bytes([comp])),
+                _attr("dataWindow", "box2i", _box2i(data)),
+                _attr("displayWindow", "box2i", _box2i(display)),
+                _attr("lineOrder", "lineOrder", bytes([0])),
+                _attr("pixelAspectRatio", "float", struct.pack("<f", float(pixel_aspect))),
+                _attr("screenWindowCenter", "v2f", struct.pack("<ff", 0.0, 0.0)),
+                _attr("screenWindowWidth", "float", struct.pack("<f", 1.0)),
+            ]
+            + [_attr(k, "string", str(v).encode("utf-8")) for k, v in sorted((attributes or {}).items())]
+        )
+        + b"\0"
+    )
 
     planes = [np.ascontiguousarray(channels[n], dtype=np.float32).astype(dtype) for n in names]
     chunks = []

@@ -5,6 +5,7 @@ main thread and gives a `Host` whose `call` / `post` run functions on Nuke's mai
 (`nuke.executeInMainThreadWithResult` / `nuke.executeInMainThread`) and whose `progress` is a
 `nuke.ProgressTask`. The tests drive the same jobs with a plain Python host against a real server.
 """
+
 import os
 import shutil
 import sys
@@ -93,6 +94,7 @@ class _Progress:
 
 def _on_main(host: Host, fn, *args):
     """host.call, with fn's exception brought back to this thread (hosts differ in what they do with it)."""
+
     def guarded():
         try:
             return True, fn(*args)
@@ -108,9 +110,15 @@ def _on_main(host: Host, fn, *args):
 class BackgroundJob:
     """One Preview (action "preview", with `frame`) or Track (action forward | backward | both)."""
 
-    def __init__(self, request: JobRequest, host: Host, action: str, frame: Optional[int] = None,
-                 on_done: Optional[Callable[[Outcome], None]] = None,
-                 on_progress: Optional[Callable[[], None]] = None):
+    def __init__(
+        self,
+        request: JobRequest,
+        host: Host,
+        action: str,
+        frame: Optional[int] = None,
+        on_done: Optional[Callable[[Outcome], None]] = None,
+        on_progress: Optional[Callable[[], None]] = None,
+    ):
         if action not in ("preview", "forward", "backward", "both"):
             raise ValueError(f"action {action!r}")
         self.request, self.host, self.action, self.frame = request, host, action, frame
@@ -138,7 +146,12 @@ class BackgroundJob:
 
     @property
     def title(self) -> str:
-        what = {"preview": "preview", "forward": "track \u25b6", "backward": "track \u25c0", "both": "track \u25c0\u25b6"}
+        what = {
+            "preview": "preview",
+            "forward": "track \u25b6",
+            "backward": "track \u25c0",
+            "both": "track \u25c0\u25b6",
+        }
         return f"MatteBridge {self.request.node}: {what[self.action]}"
 
     # --- the work (background thread) --------------------------------------------------------------------
@@ -179,10 +192,19 @@ class BackgroundJob:
         with Client(req.address, timeout=req.timeout) as client:
             model = client.info
             if req.expected_model and model.get("model") != req.expected_model:
-                raise JobError(f"the server at {req.address} runs {model.get('model')}, the node asks for "
-                               f"{req.expected_model}: start the server with that model, or clear the node's model")
-            ctx = KeyContext({k: model.get(k) for k in ("model", "checkpoint_sha256", "image_size")}, req.settings,
-                             req.image_format, req.prompts, req.source.stamps, req.first, req.last)
+                raise JobError(
+                    f"the server at {req.address} runs {model.get('model')}, the node asks for "
+                    f"{req.expected_model}: start the server with that model, or clear the node's model"
+                )
+            ctx = KeyContext(
+                {k: model.get(k) for k in ("model", "checkpoint_sha256", "image_size")},
+                req.settings,
+                req.image_format,
+                req.prompts,
+                req.source.stamps,
+                req.first,
+                req.last,
+            )
             for obj, frame in ctx.outside()[:1]:
                 raise JobError(f"{obj}: a prompt on frame {frame} is outside the frame range {req.first}-{req.last}")
             width, height, _ = req.image_format
@@ -220,15 +242,19 @@ class BackgroundJob:
         fw, fh, aspect = self.request.image_format
         if (w, h) != (fw, fh) or abs(float(geometry.get("pixel_aspect", 1.0)) - aspect) > 1e-4:
             clip.close()
-            raise JobError(f"the node's input is {fw}x{fh} (pixel aspect {aspect:g}) but the frames from "
-                           f"{source.description} are {w}x{h} (pixel aspect {geometry.get('pixel_aspect', 1.0):g}) "
-                           f"on frame {first}")
+            raise JobError(
+                f"the node's input is {fw}x{fh} (pixel aspect {aspect:g}) but the frames from "
+                f"{source.description} are {w}x{h} (pixel aspect {geometry.get('pixel_aspect', 1.0):g}) "
+                f"on frame {first}"
+            )
         if self.request.input_bbox is not None and first == last:
             seen = coords.data_window_to_bbox(geometry["data"], geometry["display"])
             if not coords.bboxes_agree(seen, self.request.input_bbox):
                 clip.close()
-                raise JobError(f"on frame {first} the node's input has the bbox {_box(self.request.input_bbox)} but "
-                               f"the frames from {source.description} have {_box(seen)}: the mattes would not line up")
+                raise JobError(
+                    f"on frame {first} the node's input has the bbox {_box(self.request.input_bbox)} but "
+                    f"the frames from {source.description} have {_box(seen)}: the mattes would not line up"
+                )
         return clip
 
     # --- Preview: the current frame, at once --------------------------------------------------------------
@@ -239,8 +265,9 @@ class BackgroundJob:
         objects = [o for o, per in ctx.prompts.items() if frame in per]
         if not objects:
             raise JobError(f"no prompts on frame {frame}: drag a point or the box of an object here first")
-        wanted = {o: {frame: ("preview", ctx.key(o, frame, "preview"))} for o in objects
-                  if cache.entry(o, frame) is None}
+        wanted = {
+            o: {frame: ("preview", ctx.key(o, frame, "preview"))} for o in objects if cache.entry(o, frame) is None
+        }
         todo = cache.missing(wanted)
         if not todo:
             return Outcome("up to date", f"frame {frame} is up to date")
@@ -259,13 +286,22 @@ class BackgroundJob:
                 points = [(p["x"], p["y"], p["positive"]) for p in fp.get("points", [])]
                 matte = clip.prompt(frame, obj, points=points, box=fp.get("box"), edge=str(ctx.settings["edge"]))
                 path = os.path.join(temp, f"{obj}.{frame}.exr")
-                write_exr(path, {"A": matte.alpha[obj]}, matte.geometry["display"], matte.geometry["data"],
-                          matte.geometry.get("pixel_aspect", 1.0),
-                          attributes={"mattebridge/object": obj, "mattebridge/kind": "preview",
-                                      "mattebridge/model": str(ctx.model.get("model")),
-                                      "mattebridge/edge": str(ctx.settings["edge"]),
-                                      "mattebridge/prompts": _json({"version": 1, "objects": [
-                                          {"name": obj, "frames": [dict(frame=frame, **fp)]}]})})
+                write_exr(
+                    path,
+                    {"A": matte.alpha[obj]},
+                    matte.geometry["display"],
+                    matte.geometry["data"],
+                    matte.geometry.get("pixel_aspect", 1.0),
+                    attributes={
+                        "mattebridge/object": obj,
+                        "mattebridge/kind": "preview",
+                        "mattebridge/model": str(ctx.model.get("model")),
+                        "mattebridge/edge": str(ctx.settings["edge"]),
+                        "mattebridge/prompts": _json(
+                            {"version": 1, "objects": [{"name": obj, "frames": [dict(frame=frame, **fp)]}]}
+                        ),
+                    },
+                )
                 if cache.publish(obj, frame, "preview", todo[obj][frame][1], path):
                     published.append((obj, frame))
                 task.setProgress(30 + int(70 * len(published) / len(todo)))
@@ -292,8 +328,13 @@ class BackgroundJob:
             wire = prompt_records.to_wire(ctx.prompts, clip.geometry(first)["display"][3])
             cache.save_prompts(wire)
             task.setMessage(f"tracking {first}-{last}")
-            self._run = clip.propagate(direction=direction, out=os.path.join(staging, "{object}.####.exr"),
-                                       prompts=wire, edge=str(ctx.settings["edge"]), force=True)
+            self._run = clip.propagate(
+                direction=direction,
+                out=os.path.join(staging, "{object}.####.exr"),
+                prompts=wire,
+                edge=str(ctx.settings["edge"]),
+                force=True,
+            )
             last_refresh, cancel_sent = time.monotonic(), False
             for result in self._run:
                 for obj, path in result.paths.items():

@@ -23,6 +23,7 @@ predictor), where each object is tracked on its own (one memory per object):
 * preview (one frame, Preview button): O's prompt on F and the input frame F.
 Frames a pass does not reach (before S going forward, after S going backward) get no matte.
 """
+
 import hashlib
 import json
 from typing import Dict, List, Optional, Tuple
@@ -40,16 +41,28 @@ def digest(*parts) -> str:
 def base_key(model: dict, settings: dict, image_format: Tuple[int, int, float]) -> str:
     """model: {"name", "checkpoint_sha256", "image_size"} as the server reports it; settings: the matte
     settings sent with every request (edge, ...); image_format: full-size (width, height, pixel aspect)."""
-    return digest("mattebridge-nuke", KEY_VERSION,
-                  {k: model.get(k) for k in ("name", "checkpoint_sha256", "image_size")},
-                  settings, list(image_format))
+    return digest(
+        "mattebridge-nuke",
+        KEY_VERSION,
+        {k: model.get(k) for k in ("name", "checkpoint_sha256", "image_size")},
+        settings,
+        list(image_format),
+    )
 
 
 class KeyContext:
     """Everything the keys depend on at one moment; `key(obj, frame, kind)` is None where no matte can be."""
 
-    def __init__(self, model: dict, settings: dict, image_format, prompts: Dict[str, Dict[int, dict]],
-                 stamps: Dict[int, str], first: int, last: int):
+    def __init__(
+        self,
+        model: dict,
+        settings: dict,
+        image_format,
+        prompts: Dict[str, Dict[int, dict]],
+        stamps: Dict[int, str],
+        first: int,
+        last: int,
+    ):
         self.model, self.settings = dict(model), dict(settings)
         self.image_format = [int(image_format[0]), int(image_format[1]), float(image_format[2])]
         self.base = base_key(self.model, self.settings, self.image_format)
@@ -157,19 +170,38 @@ class KeyContext:
 
     # --- persistence (the manifest keeps the context of the last action) ----------------------------
     def to_json(self) -> dict:
-        return {"model": self.model, "settings": self.settings, "format": self.image_format,
-                "first": self.first, "last": self.last, "stamps": {str(f): s for f, s in self.stamps.items()},
-                "prompts": {o: {str(f): fp for f, fp in per.items()} for o, per in self.prompts.items()}}
+        return {
+            "model": self.model,
+            "settings": self.settings,
+            "format": self.image_format,
+            "first": self.first,
+            "last": self.last,
+            "stamps": {str(f): s for f, s in self.stamps.items()},
+            "prompts": {o: {str(f): fp for f, fp in per.items()} for o, per in self.prompts.items()},
+        }
 
     @classmethod
     def from_json(cls, doc: dict) -> "KeyContext":
-        return cls(doc["model"], doc["settings"], doc["format"],
-                   {o: {int(f): fp for f, fp in per.items()} for o, per in doc["prompts"].items()},
-                   {int(f): s for f, s in doc["stamps"].items()}, doc["first"], doc["last"])
+        return cls(
+            doc["model"],
+            doc["settings"],
+            doc["format"],
+            {o: {int(f): fp for f, fp in per.items()} for o, per in doc["prompts"].items()},
+            {int(f): s for f, s in doc["stamps"].items()},
+            doc["first"],
+            doc["last"],
+        )
 
     def replace(self, **changes) -> "KeyContext":
         """A copy with some of model, settings, image_format, prompts, stamps, first, last changed."""
-        fields = dict(model=self.model, settings=self.settings, image_format=self.image_format,
-                      prompts=self.prompts, stamps=self.stamps, first=self.first, last=self.last)
+        fields = dict(
+            model=self.model,
+            settings=self.settings,
+            image_format=self.image_format,
+            prompts=self.prompts,
+            stamps=self.stamps,
+            first=self.first,
+            last=self.last,
+        )
         fields.update(changes)
         return KeyContext(**fields)

@@ -6,6 +6,7 @@ default); with "layer per object", each object's matte goes to its own layer (<p
 The Reads read the cache folder with plain file paths (TCL only for the folder): a farm render needs
 neither the plugin nor a server.
 """
+
 import re
 from typing import List, Optional
 
@@ -117,11 +118,13 @@ def build(node) -> None:
     k.setTooltip("path or ocio:// URI of the config the server uses; empty: $OCIO or the script's")
     node.addKnob(k)
 
-    for name, label, call in (("preview", "Preview", "preview(nuke.thisNode())"),
-                              ("track_backward", "Track \u25c0", "track(nuke.thisNode(), 'backward')"),
-                              ("track_forward", "Track \u25b6", "track(nuke.thisNode(), 'forward')"),
-                              ("track_both", "Track \u25c0\u25b6", "track(nuke.thisNode(), 'both')"),
-                              ("cancel", "Cancel", "cancel(nuke.thisNode())")):
+    for name, label, call in (
+        ("preview", "Preview", "preview(nuke.thisNode())"),
+        ("track_backward", "Track \u25c0", "track(nuke.thisNode(), 'backward')"),
+        ("track_forward", "Track \u25b6", "track(nuke.thisNode(), 'forward')"),
+        ("track_both", "Track \u25c0\u25b6", "track(nuke.thisNode(), 'both')"),
+        ("cancel", "Cancel", "cancel(nuke.thisNode())"),
+    ):
         k = nuke.PyScript_Knob(name, label, _cmd(call))
         if name != "preview":
             k.clearFlag(nuke.STARTLINE)
@@ -162,7 +165,11 @@ def add_object(node, name: Optional[str] = None) -> int:
     slot = (max(slots) + 1) if slots else 1
     if name is None:
         taken = set(object_names(node))
-        name = "main" if "main" not in taken else next("object%d" % i for i in range(2, 1000) if "object%d" % i not in taken)
+        name = (
+            "main"
+            if "main" not in taken
+            else next("object%d" % i for i in range(2, 1000) if "object%d" % i not in taken)
+        )
     p = "o%d_" % slot
     node.addKnob(nuke.Text_Knob(p + "div", ""))
     k = nuke.String_Knob(p + "name", "object")
@@ -182,11 +189,13 @@ def add_object(node, name: Optional[str] = None) -> int:
     k = nuke.BBox_Knob(p + "box", "%s box" % name)
     k.setVisible(False)
     node.addKnob(k)
-    for suffix, label, call in (("addfg", "+ point", "add_point(nuke.thisNode(), %d, True)"),
-                                ("addbg", "- point", "add_point(nuke.thisNode(), %d, False)"),
-                                ("setbox", "box", "set_box(nuke.thisNode(), %d)"),
-                                ("clear", "clear frame", "clear_frame(nuke.thisNode(), %d)"),
-                                ("remove", "remove object", "remove_object(nuke.thisNode(), %d)")):
+    for suffix, label, call in (
+        ("addfg", "+ point", "add_point(nuke.thisNode(), %d, True)"),
+        ("addbg", "- point", "add_point(nuke.thisNode(), %d, False)"),
+        ("setbox", "box", "set_box(nuke.thisNode(), %d)"),
+        ("clear", "clear frame", "clear_frame(nuke.thisNode(), %d)"),
+        ("remove", "remove object", "remove_object(nuke.thisNode(), %d)"),
+    ):
         k = nuke.PyScript_Knob(p + suffix, label, _cmd(call % slot))
         if suffix != "addfg":
             k.clearFlag(nuke.STARTLINE)

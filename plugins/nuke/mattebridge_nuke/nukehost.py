@@ -3,6 +3,7 @@
 Everything here runs on Nuke's main thread except NukeHost's methods, which are what the job thread
 uses to reach it. Knob names and the node's layout live in node.py.
 """
+
 import functools
 import os
 import re
@@ -16,10 +17,37 @@ from .prompts import ObjectKnobs, PointKnob, canonical
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"  # mattebridge.core.wire.vocabulary.DEFAULT_ADDRESS (a test compares them)
 # knobs that say nothing about pixels: where a node sits, how it looks, its name
-UI_KNOBS = {"xpos", "ypos", "selected", "name", "label", "note_font", "note_font_size", "note_font_color",
-            "tile_color", "gl_color", "hide_input", "postage_stamp", "postage_stamp_frame", "dope_sheet", "bookmark",
-            "help", "onCreate", "onDestroy", "knobChanged", "updateUI", "autolabel", "panel", "icon", "indicators",
-            "cached", "lifetimeStart", "lifetimeEnd", "useLifetime", "lock_connections"}
+UI_KNOBS = {
+    "xpos",
+    "ypos",
+    "selected",
+    "name",
+    "label",
+    "note_font",
+    "note_font_size",
+    "note_font_color",
+    "tile_color",
+    "gl_color",
+    "hide_input",
+    "postage_stamp",
+    "postage_stamp_frame",
+    "dope_sheet",
+    "bookmark",
+    "help",
+    "onCreate",
+    "onDestroy",
+    "knobChanged",
+    "updateUI",
+    "autolabel",
+    "panel",
+    "icon",
+    "indicators",
+    "cached",
+    "lifetimeStart",
+    "lifetimeEnd",
+    "useLifetime",
+    "lock_connections",
+}
 SLOT_KNOB = re.compile(r"o(\d+)_name$")
 
 
@@ -62,8 +90,10 @@ def read_objects(node) -> List[ObjectKnobs]:
     objects = []
     for slot in slots(node):
         name = str(node["o%d_name" % slot].value())
-        points = [PointKnob(str(node[k].label() or k), positive, keyed_values(node[k], 2))
-                  for k, positive in point_knobs(node, slot)]
+        points = [
+            PointKnob(str(node[k].label() or k), positive, keyed_values(node[k], 2))
+            for k, positive in point_knobs(node, slot)
+        ]
         box = keyed_values(node["o%d_box" % slot], 4)
         objects.append(ObjectKnobs(name, bool(node["o%d_on" % slot].value()), points, box))
     return objects
@@ -97,8 +127,10 @@ def input_view(node) -> Tuple[Tuple[int, int, float], Tuple[int, int, int, int]]
         if proxy:
             root["proxy"].setValue(False)
         fmt, box = source.format(), source.bbox()
-        return ((int(fmt.width()), int(fmt.height()), float(fmt.pixelAspect())),
-                (int(box.x()), int(box.y()), int(box.x() + box.w()), int(box.y() + box.h())))
+        return (
+            (int(fmt.width()), int(fmt.height()), float(fmt.pixelAspect())),
+            (int(box.x()), int(box.y()), int(box.x() + box.w()), int(box.y() + box.h())),
+        )
     finally:
         if proxy:
             root["proxy"].setValue(True)
@@ -113,8 +145,9 @@ def cache_root(node) -> str:
     """The cache folder, evaluated ([file dirname [value root.name]] needs a saved script)."""
     path = str(node["cache"].evaluate()).strip()
     if not path or not os.path.isabs(path):
-        raise JobError("save the script first: the mattes are kept next to it "
-                       "(or set the node's cache folder to an absolute path)")
+        raise JobError(
+            "save the script first: the mattes are kept next to it (or set the node's cache folder to an absolute path)"
+        )
     return os.path.normpath(path)
 
 
@@ -133,9 +166,15 @@ def read_info(read) -> Optional[dict]:
     path = str(read["file"].value())
     if "[" in path:  # a TCL expression: the server cannot expand it
         path = ""
-    return {"file": path, "first": int(read["first"].value()), "last": int(read["last"].value()),
-            "frame": str(read["frame"].value()), "disable": bool(read["disable"].value()),
-            "colorspace": str(read["colorspace"].value()), "raw": bool(read["raw"].value())}
+    return {
+        "file": path,
+        "first": int(read["first"].value()),
+        "last": int(read["last"].value()),
+        "frame": str(read["frame"].value()),
+        "disable": bool(read["disable"].value()),
+        "colorspace": str(read["colorspace"].value()),
+        "raw": bool(read["raw"].value()),
+    }
 
 
 def upstream_recipe(node) -> Tuple[str, List[str]]:
@@ -161,8 +200,11 @@ def upstream_recipe(node) -> Tuple[str, List[str]]:
 
 def colour_settings() -> Dict[str, str]:
     root = nuke.root()
-    return {k: str(root[k].value()) for k in ("colorManagement", "OCIO_config", "customOCIOConfigPath",
-                                               "workingSpaceLUT") if k in root.knobs()}
+    return {
+        k: str(root[k].value())
+        for k in ("colorManagement", "OCIO_config", "customOCIOConfigPath", "workingSpaceLUT")
+        if k in root.knobs()
+    }
 
 
 def input_source(node, first: int, last: int) -> Source:
@@ -173,8 +215,14 @@ def input_source(node, first: int, last: int) -> Source:
     override = str(node["colorspace"].value()).strip()
     recipe, files = upstream_recipe(node)
     working = override or sources.server_colorspace(colour.get("workingSpaceLUT", ""), setup["nuke_spaces"])
-    rendered = Source("the node's input (rendered)", sources.rendered_stamps(recipe, files, frames), None,
-                      working, ocio, functools.partial(render_input, node))
+    rendered = Source(
+        "the node's input (rendered)",
+        sources.rendered_stamps(recipe, files, frames),
+        None,
+        working,
+        ocio,
+        functools.partial(render_input, node),
+    )
     read = upstream_read(node)
     info = read_info(read)
     if sources.direct_read_problem(info, first, last) is not None:
@@ -182,8 +230,15 @@ def input_source(node, first: int, last: int) -> Source:
     colorspace = override or sources.server_colorspace(info["colorspace"], setup["nuke_spaces"])
     if colorspace is None:  # the Read says only "default": Nuke picks the space by its rules, unknown here
         return rendered
-    return Source(f"{read.name()}'s files", sources.direct_stamps(info["file"], frames, colorspace), info["file"],
-                  colorspace, ocio, None, rendered)
+    return Source(
+        f"{read.name()}'s files",
+        sources.direct_stamps(info["file"], frames, colorspace),
+        info["file"],
+        colorspace,
+        ocio,
+        None,
+        rendered,
+    )
 
 
 def render_input(node, pattern: str, first: int, last: int) -> None:
@@ -219,11 +274,19 @@ def gather(node, preview_frame: Optional[int] = None) -> JobRequest:
     bbox on that frame (the current frame), which the job checks against the frames the server reads."""
     first, last = frame_range(node)
     fmt, bbox = input_view(node)
-    return JobRequest(node=node.name(), address=str(node["server"].value()).strip() or DEFAULT_ADDRESS,
-                      settings=settings(node), image_format=fmt, prompts=node_prompts(node), first=first, last=last,
-                      cache_root=cache_root(node), source=input_source(node, first, last),
-                      expected_model=str(node["model"].value()).strip(),
-                      input_bbox=bbox if preview_frame is not None else None)
+    return JobRequest(
+        node=node.name(),
+        address=str(node["server"].value()).strip() or DEFAULT_ADDRESS,
+        settings=settings(node),
+        image_format=fmt,
+        prompts=node_prompts(node),
+        first=first,
+        last=last,
+        cache_root=cache_root(node),
+        source=input_source(node, first, last),
+        expected_model=str(node["model"].value()).strip(),
+        input_bbox=bbox if preview_frame is not None else None,
+    )
 
 
 def viewer_centre(node) -> Tuple[float, float]:

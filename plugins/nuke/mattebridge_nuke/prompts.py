@@ -5,6 +5,7 @@ knob), its BBox knob its box. A knob is a prompt on frame F when it has a key on
 prompt. Dragging a handle sets a key on the current frame (the node's knobChanged does it), so "a
 correction on frame 1040" is simply a key on 1040. Knobs without any key say nothing.
 """
+
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -26,8 +27,10 @@ def name_problem(name: str) -> Optional[str]:
     if OBJECT_NAME.fullmatch(name):
         return None
     shown = repr(name) if len(name) <= 80 else repr(name[:77] + "...")
-    return (f"object name {shown}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.' "
-            f"(it names the matte files and the layer)")
+    return (
+        f"object name {shown}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.' "
+        f"(it names the matte files and the layer)"
+    )
 
 
 @dataclass
@@ -74,13 +77,16 @@ def canonical(objects: Sequence[ObjectKnobs]) -> Dict[str, Dict[int, dict]]:
         for point in obj.points:
             for time, (x, y) in sorted(point.keys.items()):
                 frame = _whole_frame(time, f"{name}: point {point.label}")
-                per.setdefault(frame, {"points": [], "box": None})["points"].append([float(x), float(y), point.positive])
+                per.setdefault(frame, {"points": [], "box": None})["points"].append(
+                    [float(x), float(y), point.positive]
+                )
         for time, box in sorted(obj.box.items()):
             frame = _whole_frame(time, f"{name}: box")
             x, y, r, t = (float(v) for v in box)
             if abs(r - x) < 1 or abs(t - y) < 1:
-                raise PromptError(f"{name}, frame {frame}: the box {x:g},{y:g} - {r:g},{t:g} has no area; "
-                                  f"drag its corners apart")
+                raise PromptError(
+                    f"{name}, frame {frame}: the box {x:g},{y:g} - {r:g},{t:g} has no area; drag its corners apart"
+                )
             per.setdefault(frame, {"points": [], "box": None})["box"] = [x, y, r, t]
         if per:
             out[name] = {f: per[f] for f in sorted(per)}
@@ -94,8 +100,10 @@ def check_on_image(prompts: Dict[str, Dict[int, dict]], width: float, height: fl
             for x, y, positive in fp["points"]:
                 if not coords.inside(x, y, width, height):
                     kind = "foreground" if positive else "background"
-                    raise PromptError(f"{name}, frame {frame}: {kind} point {x:g},{y:g} is off the image "
-                                      f"(0..{width:g}, 0..{height:g})")
+                    raise PromptError(
+                        f"{name}, frame {frame}: {kind} point {x:g},{y:g} is off the image "
+                        f"(0..{width:g}, 0..{height:g})"
+                    )
             if fp["box"] is not None:
                 x, y, r, t = fp["box"]
                 if max(x, r) < 0 or max(y, t) < 0 or min(x, r) > width or min(y, t) > height:

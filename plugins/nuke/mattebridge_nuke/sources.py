@@ -5,6 +5,7 @@ node changes the pixels; otherwise the node's own input, rendered by an internal
 float EXRs in the working space. The Nuke side (nukehost.py) gathers knob values into the dicts these
 functions take.
 """
+
 import hashlib
 import json
 import os
@@ -30,10 +31,10 @@ def frame_file(pattern: str, frame: int) -> str:
     m = _PRINTF.search(pattern)
     if m:
         width = int(m.group(1) or 0)
-        return pattern[:m.start()] + ("%0*d" % (width, frame)) + pattern[m.end():]
+        return pattern[: m.start()] + ("%0*d" % (width, frame)) + pattern[m.end() :]
     m = _HASHES.search(pattern)
     if m:
-        return pattern[:m.start()] + ("%0*d" % (len(m.group(0)), frame)) + pattern[m.end():]
+        return pattern[: m.start()] + ("%0*d" % (len(m.group(0)), frame)) + pattern[m.end() :]
     return pattern
 
 
@@ -42,7 +43,7 @@ def to_hashes(pattern: str) -> str:
     m = _PRINTF.search(pattern)
     if not m:
         return pattern
-    return pattern[:m.start()] + "#" * max(1, int(m.group(1) or 1)) + pattern[m.end():]
+    return pattern[: m.start()] + "#" * max(1, int(m.group(1) or 1)) + pattern[m.end() :]
 
 
 def file_stamp(path: str) -> str:
@@ -64,7 +65,8 @@ def strip_default(colorspace: str) -> str:
 
 
 def ocio_setup(root: Dict[str, str], environ: Optional[Dict[str, str]] = None) -> Dict[str, Optional[str]]:
-    """The script's colour settings -> what the server needs: {"ocio": path or ocio:// URI or None, "nuke_spaces": bool}.
+    """The script's colour settings -> what the server needs:
+    {"ocio": path or ocio:// URI or None, "nuke_spaces": bool}.
 
     root: `colorManagement` ("Nuke" or "OCIO"), `OCIO_config` (a built-in name such as
     "fn-nuke_cg-config-v1.0.0_aces-v1.3_ocio-v2.1", "aces_1.2", "nuke-default" or "custom") and
@@ -79,7 +81,7 @@ def ocio_setup(root: Dict[str, str], environ: Optional[Dict[str, str]] = None) -
     if config == "custom":
         return {"ocio": root.get("customOCIOConfigPath") or None, "nuke_spaces": False}
     if config.startswith("fn-nuke_"):  # Nuke's names for OCIO's built-in configs
-        return {"ocio": "ocio://" + config[len("fn-nuke_"):], "nuke_spaces": False}
+        return {"ocio": "ocio://" + config[len("fn-nuke_") :], "nuke_spaces": False}
     return {"ocio": None, "nuke_spaces": False}  # a config shipped inside Nuke: the server cannot see it
 
 
@@ -121,8 +123,10 @@ def direct_read_problem(read: Optional[dict], first: int, last: int) -> Optional
 
 
 def direct_stamps(pattern: str, frames: Iterable[int], colorspace: Optional[str]) -> Dict[int, str]:
-    return {f: digest_text("read", os.path.abspath(frame_file(pattern, f)), file_stamp(frame_file(pattern, f)),
-                           colorspace) for f in frames}
+    return {
+        f: digest_text("read", os.path.abspath(frame_file(pattern, f)), file_stamp(frame_file(pattern, f)), colorspace)
+        for f in frames
+    }
 
 
 def rendered_stamps(recipe: str, upstream_files: Iterable[str], frames: Iterable[int]) -> Dict[int, str]:
