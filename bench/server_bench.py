@@ -80,7 +80,7 @@ def main() -> int:
     p.add_argument("--clicks", type=int, default=20)
     args = p.parse_args()
 
-    from mattebridge.core.engine.tracker.models import model_path, save_random_checkpoint
+    from mattebridge.core.engine.models import model_path, save_random_checkpoint
     from mattebridge.core.image.plate import read_plate
     from mattebridge.core.wire.client import Client
 

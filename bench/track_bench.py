@@ -44,7 +44,7 @@ def make_plate(folder: str, count: int, width: int, height: int) -> str:
 
 
 def one_run(args) -> dict:
-    from mattebridge.core.engine.tracker.models import save_random_checkpoint
+    from mattebridge.core.engine.models import save_random_checkpoint
     from mattebridge.core.track.job import TrackJob
     from mattebridge.core.track.run import run_track
     from mattebridge.core.wire.prompts import Prompts

@@ -214,7 +214,7 @@ def cmd_track(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from mattebridge.core.engine.tracker import models
+    from mattebridge.core.engine import models
 
     if args.action == "list":
         for info in models.MODELS.values():

@@ -90,7 +90,7 @@ class ServerClip:
 
     # --- previews -------------------------------------------------------------------------------
     def feed(self, model):
-        from mattebridge.core.engine.tracker.feed import ModelFeed
+        from mattebridge.core.engine.feed import ModelFeed
 
         if self._feed is None:
             self._feed = ModelFeed(
@@ -106,7 +106,7 @@ class ServerClip:
     def preview(self, model, index: int, obj: str, fp: FramePrompt, edge: str):
         """That frame's matte for `obj` as `track` computes it on its first prompted frame: a fresh state
         each time (so a repeated click gives the same matte), reusing the frame's image features."""
-        from mattebridge.core.engine.tracker.tracker import StreamingTracker
+        from mattebridge.core.engine.tracker import StreamingTracker
 
         frame = self.frames.first + index
         geometry = self.prepared.geometry[frame]

@@ -71,7 +71,7 @@ def add_serve_arguments(p) -> None:
 
 
 def serve(args) -> int:
-    from mattebridge.core.engine.tracker.models import load_model
+    from mattebridge.core.engine.models import load_model
 
     from .app import Server
 

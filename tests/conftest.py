@@ -17,7 +17,7 @@ TEST_SIZE = 256  # model input size for CPU tests (parameter shapes do not depen
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> str:
-    from mattebridge.core.engine.tracker.models import save_random_checkpoint
+    from mattebridge.core.engine.models import save_random_checkpoint
 
     return save_random_checkpoint(str(tmp_path_factory.mktemp("model") / "random_tiny.pt"), "sam2.1_hiera_t", seed=0)
 

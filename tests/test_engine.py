@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from conftest import TEST_SIZE, write_exr
 
-from mattebridge.core.engine.tracker.feed import ModelFeed
-from mattebridge.core.engine.tracker.models import load_model
-from mattebridge.core.engine.tracker.tracker import ObjectPrompt, StreamingTracker
+from mattebridge.core.engine.feed import ModelFeed
+from mattebridge.core.engine.models import load_model
+from mattebridge.core.engine.tracker import ObjectPrompt, StreamingTracker
 from mattebridge.core.image.colour import DisplayTransform
 from mattebridge.core.image.plate import read_header, read_plate
 from mattebridge.core.matte.alpha import logits_over_data_window

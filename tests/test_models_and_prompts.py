@@ -10,7 +10,7 @@ import threading
 import pytest
 from conftest import run_cli
 
-from mattebridge.core.engine.tracker import models
+from mattebridge.core.engine import models
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.wire.prompts import Prompts
 

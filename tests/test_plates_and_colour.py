@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import FOOTAGE, write_exr
 
-from mattebridge.core.engine.tracker.feed import MEAN, STD, ModelFeed, model_view
+from mattebridge.core.engine.feed import MEAN, STD, ModelFeed, model_view
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.colour import DisplayTransform, load_config, resolve_colorspace, resolve_view
 from mattebridge.core.image.plate import read_header, read_plate

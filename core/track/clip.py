@@ -111,7 +111,7 @@ def engine_prompts(prompts: Prompts, geometry: Dict[int, Geometry], paths: PathP
 
 def engine_prompt(fp, geometry: Geometry, frame: int, paths: PathPolicy = UNCONFINED):
     """One object's FramePrompt -> the engine's ObjectPrompt (normalised display coordinates)."""
-    from mattebridge.core.engine.tracker.tracker import ObjectPrompt
+    from mattebridge.core.engine.tracker import ObjectPrompt
 
     w, h = geometry.display_size
     if fp.mask is not None:

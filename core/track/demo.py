@@ -41,7 +41,7 @@ def write_plate(folder: str) -> str:
 def run_demo(args) -> int:
     import OpenImageIO as oiio
 
-    from mattebridge.core.engine.tracker.models import download, save_random_checkpoint
+    from mattebridge.core.engine.models import download, save_random_checkpoint
     from mattebridge.core.track.job import TrackJob
     from mattebridge.core.track.outputs import out_path
     from mattebridge.core.track.progress import ProgressBar

@@ -47,7 +47,7 @@ def run_track(
     progress: Optional[Callable[[int, int, int], None]] = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> TrackStats:
-    from mattebridge.core.engine.tracker.models import load_model
+    from mattebridge.core.engine.models import load_model
 
     check_job(job)
     clip = prepare_clip(job.plate, job.frames, layer=job.layer, colorspace=job.colorspace, ocio=job.ocio, view=job.view)
@@ -138,8 +138,8 @@ class TrackRun:
         return True
 
     def _run(self):
-        from mattebridge.core.engine.tracker.feed import ModelFeed
-        from mattebridge.core.engine.tracker.tracker import StreamingTracker
+        from mattebridge.core.engine.feed import ModelFeed
+        from mattebridge.core.engine.tracker import StreamingTracker
 
         job, frames = self.job, self.job.frames
         remove_stale_temps([p for f in frames for p in self.outputs(f)])
