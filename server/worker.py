@@ -34,7 +34,7 @@ log = logging.getLogger("mattebridge.server")
 MAX_CLIPS_PER_CLIENT = 16
 MAX_OBJECTS = 64
 MAX_FRAME_PIXELS = 8192 * 8192  # 8K plates with overscan; a float32 RGB frame of this size is 768 MiB
-SHUTDOWN = "the server is shutting down"  # the cancelled jobs' reason; clients recognise it (core/client.py)
+SHUTDOWN = "the server is shutting down"  # the cancelled jobs' reason; clients recognise it (core/wire/client.py)
 
 
 @dataclass

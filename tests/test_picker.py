@@ -408,7 +408,7 @@ def test_screenshot_on_real_footage(qapp, mb_server, bedroom_plate, tmp_path):
 def run_picker(*argv, timeout=120):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
-        [sys.executable, "-m", "mattebridge.core.picker", *map(str, argv)],
+        [sys.executable, "-m", "mattebridge.cli", "pick", *map(str, argv)],
         capture_output=True,
         text=True,
         timeout=timeout,

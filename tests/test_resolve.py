@@ -36,7 +36,7 @@ def fresh_calls(monkeypatch):
 
 def environment(tmp_path, server: str, **settings) -> dict:
     """What Resolve's Python would have: its own PYTHONHOME/Qt paths (which must not reach mattebridge)."""
-    config = {"command": [sys.executable, "-m", "mattebridge.core.picker"], "server": server, **settings}
+    config = {"command": [sys.executable, "-m", "mattebridge.cli", "pick"], "server": server, **settings}
     path = tmp_path / "resolve.json"
     path.write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATTEBRIDGE_")}
@@ -249,7 +249,7 @@ def test_settings_and_the_child_environment(tmp_path):
     env = environment(tmp_path, "tcp://127.0.0.1:1", matte_dir=str(tmp_path / "m"))
     config = script.load_config(env)
     assert config["matte_dir"] == str(tmp_path / "m") and config["range"] == "clip"
-    assert script.pick_command(config) == [sys.executable, "-m", "mattebridge.core.picker"]
+    assert script.pick_command(config) == [sys.executable, "-m", "mattebridge.cli", "pick"]
     env["MATTEBRIDGE_EXE"] = "/opt/mb/bin/mattebridge"
     env["MATTEBRIDGE_SERVER"] = "tcp://10.0.0.2:5557"
     config = script.load_config(env)
