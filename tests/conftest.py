@@ -105,6 +105,17 @@ def read_exr(path):
     return np.asarray(pixels).reshape(spec.height, spec.width, spec.nchannels), spec
 
 
+def raw_socket(address, timeout_ms=10000):
+    """A bare DEALER on the server (linger 0, every receive with a timeout): for messages the client won't send."""
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    sock.connect(address)
+    return sock
+
+
 def free_port() -> int:
     import socket
 

@@ -9,8 +9,7 @@ import os
 
 import numpy as np
 import pytest
-import zmq
-from conftest import ServerProcess, run_cli, write_exr
+from conftest import ServerProcess, raw_socket, run_cli, write_exr
 
 from mattebridge.core.wire.client import Client, ServerError
 from mattebridge.core.wire.protocol import Message, decode, encode
@@ -178,10 +177,7 @@ def test_plate_frames_that_are_symlinks_out_of_the_root_are_not_read(site, canar
 def test_tilde_is_expanded_for_the_check_and_for_the_write_alike(site, canary_unchanged):
     """Raw messages (the client makes paths absolute): the server's $HOME is root/."""
     prompts = {"version": 1, "objects": [{"name": "hero", "frames": [{"frame": 1, "points": [{"x": 48, "y": 32}]}]}]}
-    sock = zmq.Context.instance().socket(zmq.DEALER)  # clips belong to a connection: one socket throughout
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 120000)
-    sock.connect(site["server"].address)
+    sock = raw_socket(site["server"].address, 120000)  # clips belong to a connection: one socket throughout
 
     def ask(msg_type, content):
         sock.send_multipart(encode(Message(msg_type, content)))

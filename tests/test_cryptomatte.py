@@ -119,6 +119,20 @@ def _mattes(h=6, w=8):
     return {"alpha_obj": a, "beta": b, "gamma": c}
 
 
+def _write_crypto(tmp_path, mattes) -> str:
+    """`mattes` as a Cryptomatte EXR through the product's writer (float, lossless)."""
+    path = str(tmp_path / "crypto.exr")
+    write_matte(
+        path,
+        cryptomatte_channels("CryptoObject", mattes),
+        Geometry((0, 0, 8, 6), (0, 0, 8, 6)),
+        {},
+        pixel_type="float",
+        standard_metadata=cryptomatte_metadata("CryptoObject", mattes),
+    )
+    return path
+
+
 def expected_coverage(mattes):
     """The rule, written out: alphas as they are where they add up to at most 1, else scaled to add up to 1."""
     a = np.stack([np.clip(np.asarray(m, np.float64), 0, 1) for m in mattes.values()])
@@ -254,15 +268,7 @@ def test_exr_header_is_what_decoders_look_for(tmp_path):
     import OpenImageIO as oiio
 
     mattes = _mattes()
-    path = str(tmp_path / "crypto.exr")
-    write_matte(
-        path,
-        cryptomatte_channels("CryptoObject", mattes),
-        Geometry((0, 0, 8, 6), (0, 0, 8, 6)),
-        {},
-        pixel_type="float",
-        standard_metadata=cryptomatte_metadata("CryptoObject", mattes),
-    )
+    path = _write_crypto(tmp_path, mattes)
     inp = oiio.ImageInput.open(path)
     names = {a.name for a in inp.spec().extra_attribs}
     inp.close()
@@ -277,15 +283,7 @@ def test_exr_metadata_follows_the_spec(tmp_path):
     import OpenImageIO as oiio
 
     mattes = _mattes()
-    path = str(tmp_path / "crypto.exr")
-    write_matte(
-        path,
-        cryptomatte_channels("CryptoObject", mattes),
-        Geometry((0, 0, 8, 6), (0, 0, 8, 6)),
-        {},
-        pixel_type="float",
-        standard_metadata=cryptomatte_metadata("CryptoObject", mattes),
-    )
+    path = _write_crypto(tmp_path, mattes)
     inp = oiio.ImageInput.open(path)
     spec = inp.spec()
     attrs = {a.name: a for a in spec.extra_attribs}

@@ -49,6 +49,18 @@ def environment(tmp_path, server: str, **settings) -> dict:
     return env
 
 
+def saved_prompts(tmp_path, name: str, frame: int, x: float, y: float) -> Path:
+    """media/ with a two-frame plate and the prompts the script saved for it earlier (one click on `name`)."""
+    media = tmp_path / "media"
+    media.mkdir()
+    plate(media, [1, 2])
+    folder = media / "mattebridge" / "plate"
+    folder.mkdir(parents=True)
+    click = {"frame": frame, "points": [{"x": x, "y": y, "positive": True}]}
+    (folder / "prompts.json").write_text(json.dumps({"version": 1, "objects": [{"name": name, "frames": [click]}]}))
+    return media
+
+
 def plate(folder: Path, frames, w=96, h=64) -> None:
     for i, f in enumerate(frames):
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -222,21 +234,7 @@ def test_tracks_attaches_rgba_mattes_and_a_rerun_replaces_them(tmp_path, mb_serv
 
 
 def test_a_refused_track_reports_the_reason_and_keeps_the_mattes(tmp_path, mb_server):
-    media = tmp_path / "media"
-    media.mkdir()
-    plate(media, [1, 2])
-    clip_folder = media / "mattebridge" / "plate"
-    clip_folder.mkdir(parents=True)
-    (clip_folder / "prompts.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "objects": [
-                    {"name": "hero", "frames": [{"frame": 2, "points": [{"x": 500.5, "y": 32.5, "positive": True}]}]}
-                ],
-            }
-        )
-    )
+    media = saved_prompts(tmp_path, "hero", frame=2, x=500.5, y=32.5)
     env = environment(tmp_path, mb_server.address, auto=True)
     resolve = standin.resolve_with_clip(str(media / "plate.[0001-0002].exr"), "01:00:00:01", HOUR_24, 2)
     code, lines, _ = run_script(resolve, env)
@@ -310,21 +308,7 @@ def test_the_source_frame_comes_from_get_source_start_frame(tmp_path):
 
 
 def test_object_names_are_checked_before_anything_starts(tmp_path):
-    media = tmp_path / "media"
-    media.mkdir()
-    plate(media, [1, 2])
-    folder = media / "mattebridge" / "plate"
-    folder.mkdir(parents=True)
-    (folder / "prompts.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "objects": [
-                    {"name": "../hero", "frames": [{"frame": 1, "points": [{"x": 4.5, "y": 4.5, "positive": True}]}]}
-                ],
-            }
-        )
-    )
+    media = saved_prompts(tmp_path, "../hero", frame=1, x=4.5, y=4.5)
     resolve = standin.resolve_with_clip(str(media / "plate.[0001-0002].exr"), "01:00:00:00", HOUR_24, 2)
     code, lines, argvs = run_script(resolve, environment(tmp_path, "tcp://127.0.0.1:9"))
     assert code == 2 and len(lines) == 1 and argvs == []

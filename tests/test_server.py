@@ -12,19 +12,10 @@ import time
 
 import numpy as np
 import pytest
-import zmq
-from conftest import ServerProcess, model_args, read_exr, run_cli, write_exr
+from conftest import ServerProcess, model_args, raw_socket, read_exr, run_cli, write_exr
 
 from mattebridge.core.wire.client import Client, ServerError, ServerUnreachable
-from mattebridge.core.wire.protocol import ERRORS, TAG, Message, decode, encode
-
-
-def raw_socket(address, timeout_ms=10000):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
-    sock.connect(address)
-    return sock
+from mattebridge.core.wire.protocol import ERRORS, REQUESTS, TAG, Message, decode, encode
 
 
 def ask(sock, frames):
@@ -268,21 +259,7 @@ def test_fuzz_thousands_of_messages(mb_server):
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
         max_leaves=12,
     )
-    types = st.sampled_from(
-        [
-            "open_clip",
-            "put_frame",
-            "prompt",
-            "clear",
-            "prompts",
-            "propagate",
-            "cancel",
-            "close_clip",
-            "status",
-            "nonsense",
-            "",
-        ]
-    )
+    types = st.sampled_from([t for t in REQUESTS if t not in ("hello", "heartbeat", "goodbye")] + ["nonsense", ""])
     fields = st.fixed_dictionaries(
         {},
         optional={

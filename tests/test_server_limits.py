@@ -13,19 +13,10 @@ from multiprocessing import shared_memory
 
 import numpy as np
 import pytest
-import zmq
-from conftest import ServerProcess, free_port, model_args, run_cli
+from conftest import ServerProcess, free_port, model_args, raw_socket, run_cli
 
 from mattebridge.core.wire.client import Busy, Client, ServerError
 from mattebridge.core.wire.protocol import Message, decode, encode
-
-
-def raw_socket(address, timeout_ms=30000):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
-    sock.connect(address)
-    return sock
 
 
 def request(sock, msg_type, content=None, buffers=()):
@@ -52,7 +43,7 @@ def test_a_crowd_of_silent_clients_timing_out_never_makes_a_live_client_busy(che
     crowd = []
     try:
         for _ in range(200):
-            sock = raw_socket(server.address)
+            sock = raw_socket(server.address, 30000)
             assert request(sock, "hello").msg_type == "hello_reply"
             crowd.append(sock)  # kept open, never heard from again
         busy, rounds, after = 0, 0, 0
@@ -122,7 +113,7 @@ def test_frames_over_the_pixel_limit_are_refused_by_every_transport(checkpoint, 
     server = ServerProcess(checkpoint, tmp_path, "--max-frame-pixels", "100000")
     segment = shared_memory.SharedMemory(create=True, size=400 * 300 * 4 * 4)
     try:
-        sock = raw_socket(server.address)
+        sock = raw_socket(server.address, 30000)
         assert request(sock, "hello").content["limits"]["max_frame_pixels"] == 100000
         clip = request(sock, "open_clip", {"source": "inline", "frames": "1-2", "colorspace": "ACEScg"}).content["clip"]
 
@@ -204,7 +195,7 @@ def test_a_shared_memory_frame_costs_one_float32_copy_and_oversized_claims_nothi
     desc = {"name": segment.name, "dtype": "float32", "shape": [h, w, 4], "offset": 0}
     sparse = shared_memory.SharedMemory(create=True, size=8192 * 8200 * 4)  # never written: takes no memory
     try:
-        sock = raw_socket(server.address)
+        sock = raw_socket(server.address, 30000)
         clip = request(sock, "open_clip", {"source": "inline", "frames": "1-2", "colorspace": "ACEScg"}).content["clip"]
         small = dict(desc, shape=[16, 16, 4])
         assert request(sock, "put_frame", {"clip": clip, "frame": 2, "shm": small}).msg_type == "put_frame_reply"
