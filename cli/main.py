@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(d)
     d.set_defaults(model="sam2.1_hiera_tiny")
+    _add_farm_parser(sub)
     return parser
 
 
@@ -254,6 +255,108 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
+def _add_farm_parser(sub) -> None:
+    f = sub.add_parser(
+        "farm", help="a show's shots as an Open Job Description job bundle for the render farm (docs/farm.md)"
+    )
+    f.add_argument("shots", nargs="?", metavar="SHOTS", help="the shots: a CSV file or a JSON list (docs/farm.md)")
+    f.add_argument("--bundle", metavar="DIR", help="write the job bundle here (template.yaml, parameter_values.yaml)")
+    f.add_argument("--cpu", action="store_true", help="tasks run on CPU nodes (default: each needs a GPU)")
+    f.add_argument("--chunk-objects", action="store_true", help="one task per shot and object (default: per shot)")
+    f.add_argument("--model", default="sam2.1_hiera_small", help="published model the job pins (name and SHA-256)")
+    f.add_argument("--checkpoint", help="pin these weights instead (by file name and SHA-256; needs --model-config)")
+    f.add_argument("--model-config", help="sam2 config for --checkpoint, e.g. sam2.1_hiera_t")
+    f.add_argument("--image-size", type=int, help="model input size in pixels (default: the model's 1024)")
+    f.add_argument("--model-cache", metavar="DIR", help="the nodes' model cache (default: this machine's)")
+    f.add_argument("--reports", metavar="DIR", help="QC and show reports (default: reports/ next to SHOTS)")
+    f.add_argument("--python", metavar="PATH", help="the nodes' Python with mattebridge (default: this one)")
+    f.add_argument("--gpu-memory", type=int, metavar="MIB", help="GPU memory a task reserves (default: by model)")
+    f.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="show report: frames with a predicted IoU below this (default 0.5)",
+    )
+    # What the job's own tasks run (the template passes them): not for people.
+    f.add_argument("--task", action="store_true", help=argparse.SUPPRESS)
+    f.add_argument("--gather", metavar="FILE", help=argparse.SUPPRESS)
+    for name in ("--shot", "--plate", "--frames", "--prompts", "--out", "--options", "--object", "--sha256"):
+        f.add_argument(name, help=argparse.SUPPRESS)
+    f.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
+
+
+def cmd_farm(args) -> int:
+    if args.task:
+        from mattebridge.core.farm.task import ModelPin, track_args
+
+        pin = ModelPin(args.model, args.sha256, args.checkpoint, args.model_config)
+        argv, env = track_args(
+            shot=args.shot,
+            plate=args.plate,
+            frames=args.frames,
+            prompts=args.prompts,
+            out=args.out,
+            options=args.options,
+            obj=args.object,
+            reports=args.reports,
+            cache=args.model_cache,
+            pin=pin,
+            device=args.device,
+            image_size=args.image_size,
+        )
+        os.environ.update(env)
+        os.chdir(os.path.dirname(args.prompts))  # mask paths in a prompts file resolve against its folder
+        print(f"shot {args.shot}: mattebridge {' '.join(argv)}", file=sys.stderr)
+        return main((["--debug"] if args.debug else []) + argv)
+    if args.gather:
+        from mattebridge.core.farm.report import gather
+        from mattebridge.core.wire.protocol import load_json
+
+        with open(args.gather, "rb") as fh:
+            rows = gather(args.reports, load_json(fh.read()), args.min_confidence)
+        print(f"show report: {len(rows)} shot/object rows in {os.path.join(args.reports, 'show_report.csv')}")
+        return 0
+    if not args.shots or not args.bundle:
+        raise MatteBridgeError("farm: give SHOTS and --bundle DIR")
+    from mattebridge.core.farm.bundle import FarmSettings, write_bundle
+    from mattebridge.core.farm.shots import load_shots
+    from mattebridge.core.farm.task import ModelPin
+
+    shots = load_shots(args.shots)  # the user's mistakes first, before sam2 is imported
+    if args.checkpoint:
+        from mattebridge.core.engine.models import config_path, sha256_of
+
+        if not args.model_config:
+            raise MatteBridgeError("--checkpoint needs --model-config (e.g. sam2.1_hiera_t)")
+        if not os.path.isfile(args.checkpoint):
+            raise MatteBridgeError(f"--checkpoint {args.checkpoint}: no such file")
+        config_path(args.model_config)
+        name = os.path.basename(args.checkpoint)
+        pin = ModelPin(name, sha256_of(args.checkpoint), name, args.model_config)
+        cache = args.model_cache or os.path.dirname(os.path.abspath(args.checkpoint))
+    else:
+        from mattebridge.core.engine.models import cache_dir, model_info
+
+        info = model_info(args.model)
+        pin = ModelPin(info.name, info.sha256, None, args.model_config)
+        cache = args.model_cache or cache_dir()
+    settings = FarmSettings(
+        pin=pin,
+        model_cache=os.path.abspath(cache),
+        reports=os.path.abspath(args.reports or os.path.join(os.path.dirname(os.path.abspath(args.shots)), "reports")),
+        python=args.python or sys.executable,
+        cpu=args.cpu,
+        chunk_objects=args.chunk_objects,
+        image_size=args.image_size,
+        gpu_memory=args.gpu_memory,
+        min_confidence=args.min_confidence,
+        name=f"mattebridge {os.path.splitext(os.path.basename(args.shots))[0]}",
+    )
+    written = write_bundle(args.bundle, shots, settings)
+    print(f"{len(shots)} shot(s) -> {', '.join(written)}", file=sys.stderr)
+    return 0
+
+
 # Wire field -> the command-line flag that sets it, where the names differ ("--" + field otherwise).
 FLAGS = {"channels": "--matte-channels", "pattern": "plate", "fill_holes": "--fill-holes"}
 
@@ -276,6 +379,7 @@ def main(argv=None) -> int:
             "serve": cmd_serve,
             "keys": cmd_keys,
             "pick": cmd_pick,
+            "farm": cmd_farm,
         }[args.command]
         return handler(args)
     except MatteBridgeError as e:
