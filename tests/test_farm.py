@@ -83,11 +83,21 @@ def openjd_run(bundle, *extra, **kw):
 
 def openjd_tasks(bundle):
     """step name -> its tasks, as openjd-model (not our code) expands the template."""
-    from openjd.model import StepParameterSpaceIterator, create_job, decode_job_template
+    from openjd.model import (
+        ParameterValue,
+        ParameterValueType,
+        StepParameterSpaceIterator,
+        create_job,
+        decode_job_template,
+    )
 
+    types = {"ModelCache": "PATH", "ReportDir": "PATH", "Python": "PATH", "MinConfidence": "FLOAT"}
+    values = yaml.safe_load((bundle / "parameter_values.yaml").read_text())["parameterValues"]
     job = create_job(
         job_template=decode_job_template(template=yaml.safe_load((bundle / "template.yaml").read_text())),
-        job_parameter_values={},
+        job_parameter_values={
+            v["name"]: ParameterValue(type=ParameterValueType(types[v["name"]]), value=str(v["value"])) for v in values
+        },
     )
     return {
         s.name: [{k: v.value for k, v in t.items()} for t in StepParameterSpaceIterator(space=s.parameterSpace)]
@@ -109,6 +119,10 @@ def test_bundle_passes_openjd_check_per_shot_and_per_object(show, checkpoint):
         assert rc == 0, err
         check = subprocess.run([OPENJD, "check", str(bundle / "template.yaml")], capture_output=True, text=True)
         assert check.returncode == 0 and "passes validation" in check.stdout, check.stdout + check.stderr
+        summary = subprocess.run(
+            [OPENJD, "summary", str(bundle / "template.yaml"), *job_params(bundle)], capture_output=True, text=True
+        )
+        assert summary.returncode == 0 and "ERROR" not in summary.stdout, summary.stdout + summary.stderr
         tasks, job = openjd_tasks(bundle)
         assert [(t["Shot"], t["Object"]) for t in tasks["Track"]] == expected
         assert tasks["Track"][0]["Plate"] == str(show / "plate" / "plate.####.exr")  # resolved against SHOTS

@@ -32,9 +32,9 @@ CPU_MEMORY_MIB = 8192
 @dataclass
 class FarmSettings:
     pin: ModelPin
-    model_cache: str  # default of the ModelCache job parameter
-    reports: str  # default of the ReportDir job parameter
-    python: str = sys.executable  # default of the Python job parameter: an interpreter with mattebridge
+    model_cache: str  # the ModelCache job parameter's value in parameter_values.yaml
+    reports: str  # ReportDir's
+    python: str = sys.executable  # Python's: an interpreter with mattebridge
     cpu: bool = False
     chunk_objects: bool = False
     image_size: Optional[int] = None
@@ -99,6 +99,8 @@ def template(shots: List[Shot], s: FarmSettings) -> dict:
         "name": s.name[:128],
         "description": f"mattebridge: {len({t['Shot'] for t in todo})} shot(s) tracked with {pin.name} "
         f"(SHA-256 {pin.sha256}), then one show report.",
+        # PATH parameters carry no default: OpenJD tools join a default to the template's folder (relative only);
+        # the values are in parameter_values.yaml, as Deadline Cloud bundles keep them.
         "parameterDefinitions": [
             {
                 "name": "ModelCache",
@@ -107,7 +109,6 @@ def template(shots: List[Shot], s: FarmSettings) -> dict:
                 "dataFlow": "NONE",  # on every node already: never uploaded as a job attachment
                 "description": f"Folder on the farm nodes holding {model_file} (SHA-256 {pin.sha256}); "
                 "nodes do not download it.",
-                "default": s.model_cache,
             },
             {
                 "name": "ReportDir",
@@ -115,7 +116,6 @@ def template(shots: List[Shot], s: FarmSettings) -> dict:
                 "objectType": "DIRECTORY",
                 "dataFlow": "OUT",
                 "description": "Where each shot's QC report and the show report are written.",
-                "default": s.reports,
             },
             {
                 "name": "Python",
@@ -123,7 +123,6 @@ def template(shots: List[Shot], s: FarmSettings) -> dict:
                 "objectType": "FILE",
                 "dataFlow": "NONE",
                 "description": "The Python of the mattebridge install on the farm nodes.",
-                "default": s.python,
             },
             {
                 "name": "MinConfidence",
