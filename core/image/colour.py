@@ -113,7 +113,8 @@ def resolve_view(config, view: Optional[str], source: str):
 
 @dataclass
 class DisplayTransform:
-    """Input colour space -> display/view, on packed float RGB (CPU, float32)."""
+    """Input colour space -> display/view: `apply` on packed float RGB through OCIO's CPU processor (the
+    reference), `apply_tensor` on a torch tensor on its device through the same processor baked into LUTs."""
 
     config_source: str
     colorspace: str
@@ -131,12 +132,20 @@ class DisplayTransform:
             raise MatteBridgeError(
                 f"OCIO: cannot build {self.colorspace} -> {self.display}/{self.view} ({e})"
             ) from None
+        self.processor = processor
         self._cpu = processor.getDefaultCPUProcessor()
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
         self._cpu.applyRGB(out)
         return out
+
+    def apply_tensor(self, rgb):
+        """(..., 3) float32 tensor -> the display/view on the tensor's device, unclipped; the tolerance
+        against `apply` is stated in core/image/lut.py."""
+        from mattebridge.core.image.lut import baked
+
+        return baked(self.processor).apply(rgb)
 
     def describe(self) -> dict:
         return {"config": self.config_source, "colorspace": self.colorspace, "display": self.display, "view": self.view}
