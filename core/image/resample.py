@@ -1,11 +1,15 @@
 """Resampling between plate pixels and the model's square input/output grids.
 
 Down: area average in linear light (exact for whole-number ratios), so highlights keep their energy.
+The same area weights, as a few taps per output pixel, are applied with torch on the model's device in float32
+(`area_resize_tensor`): the feed's downsample of a 4K plate to 1024² in milliseconds instead of a second.
 Up: the bilinear rule of torch's `interpolate(align_corners=False)` that sam2 uses, evaluated at the
 centres of any window of pixels, so data windows outside the display window (overscan) extend the edge.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -37,6 +41,55 @@ def _linear_axis(img: np.ndarray, size: int, axis: int) -> np.ndarray:
 def area_resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W[, C]) -> (height, width[, C]); area average when shrinking, linear when enlarging."""
     return _area_axis(_area_axis(img, height, 0), width, 1)
+
+
+@lru_cache(maxsize=16)
+def area_taps(n: int, size: int):
+    """`area_resize`'s weights along one axis of n pixels -> size: output j is sum_t w[j, t] * x[index[j, t]].
+
+    Pixel k's share of the integral up to edge e is clip(e - k, 0, 1), so an output's weight on k is the
+    difference of that at its two edges; enlarging gives the two taps of the linear rule.
+    """
+    if size == n:
+        return np.arange(n)[:, None], np.ones((n, 1))
+    if size > n:
+        i0, i1, w = linear_taps(n, np.arange(size) + 0.5, n / size)
+        w = w.astype(np.float64)
+        return np.stack([i0, i1], 1), np.stack([1 - w, w], 1)
+    edges = np.arange(size + 1) * (n / size)
+    first = np.minimum(np.floor(edges[:-1]).astype(np.int64), n - 1)
+    taps = int(np.ceil(n / size)) + 1
+    index = np.minimum(first[:, None] + np.arange(taps), n - 1)
+    k = first[:, None] + np.arange(taps)  # unclamped: a tap past the end gets weight 0
+    w = (np.clip(edges[1:, None] - k, 0, 1) - np.clip(edges[:-1, None] - k, 0, 1)) * (size / n)
+    return index, w
+
+
+def area_resize_tensor(img, height: int, width: int):
+    """`area_resize` of an (H, W, C) float32 torch tensor, on its device: two sparse products (rows, then
+    columns with the channels interleaved), each output pixel a handful of taps."""
+    import torch
+
+    h, w, c = img.shape
+    rows = area_matrix(h, height, 1, img.device)
+    cols = area_matrix(w, width, c, img.device)
+    out = torch.sparse.mm(rows, img.reshape(h, w * c))  # (height, w * c)
+    return torch.sparse.mm(cols, out.T).T.reshape(height, width, c)
+
+
+@lru_cache(maxsize=16)
+def area_matrix(n: int, size: int, channels: int, device):
+    """`area_taps` as a sparse (size * channels, n * channels) float32 matrix that keeps channels apart."""
+    import torch
+
+    index, w = area_taps(n, size)
+    rows = np.repeat(np.arange(size), index.shape[1])[:, None] * channels + np.arange(channels)
+    cols = index.reshape(-1, 1) * channels + np.arange(channels)
+    values = torch.from_numpy(np.repeat(w.ravel(), channels).astype(np.float32))
+    m = torch.sparse_coo_tensor(
+        np.stack([rows.ravel(), cols.ravel()]), values, (size * channels, n * channels), check_invariants=True
+    )
+    return m.coalesce().to(device)
 
 
 def linear_taps(n: int, centres: np.ndarray, scale: float):
