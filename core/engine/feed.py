@@ -1,7 +1,10 @@
 """The model's view of a plate sequence: read, downsample in linear light, display/view, normalise.
 
 Lazy and bounded: frames are prepared on demand and a few ahead (in the direction the engine is
-moving) on worker threads, never the whole shot.
+moving) on worker threads, never the whole shot. Reading stays on those threads (OpenImageIO releases
+the GIL); everything after it runs with torch in float32 on the model's device: the plate goes up once
+(from pinned memory, without blocking, on CUDA), is area-downsampled there (core/image/resample.py) and
+put through the display/view baked into LUTs (core/image/lut.py).
 """
 
 from __future__ import annotations
@@ -10,28 +13,49 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 
 from mattebridge.core.image.colour import DisplayTransform
 from mattebridge.core.image.plate import Plate, to_display
-from mattebridge.core.image.resample import area_resize
+from mattebridge.core.image.resample import area_resize_tensor
 
 # ImageNet statistics the SAM 2 image encoder was trained with
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def model_view(plate: Plate, size: int, transform: DisplayTransform) -> np.ndarray:
-    """(size, size, 3) display-referred RGB in 0..1: what the model sees of this plate."""
-    linear = area_resize(to_display(plate.pixels, plate.geometry), size, size)
-    return np.clip(transform.apply(linear), 0.0, 1.0)
+def display_view(plate: Plate, size: int, transform: DisplayTransform, device=None):
+    """(size, size, 3) float32 tensor of display-referred RGB in 0..1 on `device` (default: the CPU)."""
+    import torch
+
+    device = torch.device(device or "cpu")
+    pixels = torch.from_numpy(np.ascontiguousarray(to_display(plate.pixels, plate.geometry), np.float32))
+    if device.type == "cuda":
+        pixels = pixels.pin_memory()
+    linear = area_resize_tensor(pixels.to(device, non_blocking=True), size, size)
+    return transform.apply_tensor(linear).clamp_(0.0, 1.0)
+
+
+def model_view(plate: Plate, size: int, transform: DisplayTransform, device=None) -> np.ndarray:
+    """(size, size, 3) display-referred RGB in 0..1: what the model sees of this plate, as numpy."""
+    return display_view(plate, size, transform, device).cpu().numpy()
+
+
+def model_input(plate: Plate, size: int, transform: DisplayTransform, device=None):
+    """The model's input tensor (3, size, size), normalised, on `device`."""
+    import torch
+
+    rgb = display_view(plate, size, transform, device)
+    mean = torch.from_numpy(MEAN).to(rgb.device, non_blocking=True)
+    std = torch.from_numpy(STD).to(rgb.device, non_blocking=True)
+    return ((rgb - mean) / std).permute(2, 0, 1).contiguous()
 
 
 class ModelFeed:
     """Sequence of model input tensors (3, S, S) for clip indices 0..N-1: index i is `frames[i]`, a frame
-    number that `read` turns into its plate."""
+    number that `read` turns into its plate, prepared on `device` (default: the CPU)."""
 
     def __init__(
         self,
@@ -41,8 +65,10 @@ class ModelFeed:
         transform: DisplayTransform,
         ahead: int = 4,
         workers: int = 2,
+        device: Optional[object] = None,
     ):
         self.frames, self.read, self.size, self.transform = frames, read, size, transform
+        self.device = device
         self.ahead = ahead
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mattebridge-feed")
         self._jobs: "OrderedDict[int, object]" = OrderedDict()
@@ -54,13 +80,10 @@ class ModelFeed:
         return len(self.frames)
 
     def _prepare(self, index: int):
-        import torch
-
         t0 = time.perf_counter()
         plate = self.read(self.frames[index])
         t1 = time.perf_counter()
-        rgb = model_view(plate, self.size, self.transform)
-        tensor = torch.from_numpy(np.ascontiguousarray(((rgb - MEAN) / STD).transpose(2, 0, 1)))
+        tensor = model_input(plate, self.size, self.transform, self.device)  # queued only, on CUDA
         t2 = time.perf_counter()
         with self._lock:
             self.seconds["read"] += t1 - t0
