@@ -48,7 +48,10 @@ def write_matte(
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise MatteBridgeError(f"{path}: cannot create folder ({e.strerror})") from None
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp.exr", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp.exr", dir=folder)
+    except OSError as e:  # a folder this process may not write in
+        raise MatteBridgeError(f"{path}: cannot write ({e.strerror})") from None
     os.close(fd)
     try:
         out = oiio.ImageOutput.create(tmp)
