@@ -1,10 +1,15 @@
-"""Matte post: logits -> mattes on disk (stabilise, fill holes, edge mode, layout, QC, cut-outs)."""
+"""Matte post: logits -> mattes on disk (stabilise, fill holes, edge mode, layout, QC, cut-outs), encoded on a
+bounded pool of writer threads behind the model."""
 
 from __future__ import annotations
 
 import json
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -29,6 +34,17 @@ class FrameOutcome:
     skipped: bool = False  # already on disk from the same job (resumed)
 
 
+@dataclass
+class FrameLogits:
+    """A frame between the two steps of the post: its logits after smoothing and hole filling."""
+
+    frame: int
+    tracked: bool  # a pass reached the frame (untracked frames get empty mattes)
+    logits: Dict[str, Optional[np.ndarray]]  # object -> (L, L) logits, None where the model gave none
+    scores: Dict[str, float]
+    ious: Dict[str, float]
+
+
 class MattePost:
     """Logits -> mattes on disk: stabilise, fill holes, edge mode, layout, QC and cut-outs."""
 
@@ -42,6 +58,7 @@ class MattePost:
         self.files = files
         self.smoothers = {o: TemporalSmoother(logits=True, radius=1) for o in job.prompts.objects}
         self.report = QCReport() if job.report else None
+        self._report_lock = threading.Lock()  # writers record QC from their threads
 
     def new_pass(self) -> None:
         for smoother in self.smoothers.values():
@@ -87,23 +104,41 @@ class MattePost:
             for obj in self.job.prompts.objects:
                 path = paths.get(obj) or paths["*"]
                 mattes[obj] = read_channels(path, ["A" if obj in paths else f"{obj}.A"])[..., 0]
-                if self.report is not None:
-                    self.report.add(
-                        frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2], ious.get(obj)
-                    )
+                self._record(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry, ious.get(obj))
         return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious, skipped=True)
 
+    def _record(self, frame: int, obj: str, score: float, alpha: np.ndarray, geometry: Geometry, iou) -> None:
+        """QC of one matte; the report is keyed by (object, frame), so the order writers finish in is irrelevant."""
+        if self.report is not None:
+            with self._report_lock:
+                self.report.add(frame, obj, score, alpha, geometry.data[:2], iou)
+
     def write(self, frame: int, result, keep_mattes: bool = False) -> "FrameOutcome":
+        """Both steps on this thread: `logits` (in frame order) then `encode`."""
+        return self.encode(self.logits(frame, result), keep_mattes)
+
+    def logits(self, frame: int, result) -> "FrameLogits":
+        """The step that must run in frame order, on the model's thread: smoothing over time, hole filling."""
+        logits, scores, ious = {}, {}, {}
+        for obj in self.job.prompts.objects:
+            logits[obj] = self._logits(obj, result, self.clip.geometry[frame])
+            if logits[obj] is not None:
+                scores[obj] = round(result.scores[obj], 4)
+                if result.ious and obj in result.ious:
+                    ious[obj] = round(result.ious[obj], 4)
+        return FrameLogits(frame, result is not None, logits, scores, ious)
+
+    def encode(self, step: "FrameLogits", keep_mattes: bool = False) -> "FrameOutcome":
+        """Logits -> the frame's files (edge against the plate, QC, EXRs); safe on any thread, any order."""
         from mattebridge.core.image.cryptomatte import (
             cryptomatte_channels,
             cryptomatte_metadata,
         )
 
-        job, geometry = self.job, self.clip.geometry[frame]
+        job, frame, geometry = self.job, step.frame, self.clip.geometry[step.frame]
         plate = self.clip.read(frame) if job.edge == "soft" or job.cutout else None
-        mattes, scores, ious = {}, {}, {}
-        for obj in job.prompts.objects:
-            logits = self._logits(obj, result, geometry)
+        mattes, scores, ious = {}, step.scores, step.ious
+        for obj, logits in step.logits.items():
             if logits is None:
                 mattes[obj] = np.zeros((geometry.data[3], geometry.data[2]), np.float32)
             else:
@@ -112,17 +147,11 @@ class MattePost:
                 )
                 if job.layout != "cryptomatte":  # stored as half: QC and buffers see exactly what the file holds
                     mattes[obj] = mattes[obj].astype(np.float16).astype(np.float32)
-                scores[obj] = round(result.scores[obj], 4)
-                if result.ious and obj in result.ious:
-                    ious[obj] = round(result.ious[obj], 4)
-            if self.report is not None:
-                self.report.add(
-                    frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry.data[:2], ious.get(obj)
-                )
+            self._record(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry, ious.get(obj))
         meta = dict(
             self.metadata,
             frame=str(frame),
-            tracked=str(result is not None).lower(),
+            tracked=str(step.tracked).lower(),
             plateStamp=self.clip.stamp(frame),
             objectScores=scores,
             objectIoUs=ious,
@@ -160,3 +189,38 @@ class MattePost:
             json_path, csv_path = report_paths(self.job)
             self.report.write_json(self.files.path(json_path, "report"))
             self.report.write_csv(self.files.path(csv_path, "report"))
+
+
+def default_writers() -> int:
+    """Writer threads: half the cores (the feed's readers and the model's CPU work share the rest), 1 to 8."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+class WriterPool:
+    """The post's encode step on `writers` threads (OpenImageIO releases the GIL while it compresses and
+    writes), outcomes taken back in the order frames were submitted. At most `depth` frames are in flight: the
+    model's thread takes the oldest (waiting for it) before it submits more, so memory stays bounded."""
+
+    def __init__(self, writers: int, depth: Optional[int] = None):
+        self.depth = depth or 2 * writers
+        self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="mattebridge-writer")
+        self._pending: deque = deque()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def submit(self, fn: Callable[..., FrameOutcome], *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def ready(self) -> bool:
+        """The oldest frame is finished, or the pool is full and it must be waited for."""
+        return bool(self._pending) and (self._pending[0].done() or len(self._pending) >= self.depth)
+
+    def take(self) -> FrameOutcome:
+        """The oldest frame's outcome; its error (a one-line MatteBridgeError) is raised here, in frame order."""
+        return self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Frames not started are dropped; frames being written finish (a file is complete or absent)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from typing import Callable, List, Optional
 
@@ -17,7 +18,7 @@ from mattebridge.core.track.outputs import (
     check_outputs,
     remove_stale_temps,
 )
-from mattebridge.core.track.post import FrameOutcome, MattePost
+from mattebridge.core.track.post import FrameLogits, FrameOutcome, MattePost, WriterPool, default_writers
 from mattebridge.core.wire.prompts import Prompts
 from mattebridge.core.wire.sequence import FrameRange, frame_path
 
@@ -46,6 +47,7 @@ def run_track(
     job: TrackJob,
     progress: Optional[Callable[[int, int, int], None]] = None,
     log: Callable[[str], None] = lambda s: None,
+    compile: bool = False,
 ) -> TrackStats:
     from mattebridge.core.engine.models import load_model
 
@@ -54,10 +56,16 @@ def run_track(
     job.prompts.check(job.frames, lambda frame: clip.geometry[frame].display_size)
     inputs = check_outputs(job, clip)  # before the model loads: a bad --out fails at once, not after a minute
     model = load_model(
-        job.model, checkpoint=job.checkpoint, config=job.model_config, image_size=job.image_size, device=job.device
+        job.model,
+        checkpoint=job.checkpoint,
+        config=job.model_config,
+        image_size=job.image_size,
+        device=job.device,
+        compile=compile,
     )
     log(
-        f"model {model.name} on {model.device}, input {model.predictor.image_size}px; "
+        f"model {model.name} on {model.device}{' (compiled)' if compile else ''}, "
+        f"input {model.predictor.image_size}px; "
         f"colour {clip.transform.colorspace} -> {clip.transform.display}/{clip.transform.view}"
     )
     run = TrackRun(job, clip, model, inputs=inputs)
@@ -74,6 +82,10 @@ class TrackRun:
     it early (cancel) leaves only complete files. Frames already written by the same job (same plate,
     prompts, model and settings: the EXR header says) are not rewritten unless `job.force`; a pass
     stops early once the rest of it is on disk and no later pass needs its memory.
+
+    Mattes are encoded by `writers` threads behind the model (post.WriterPool): the model runs ahead by at
+    most twice that many frames, outcomes come out in the order the model made them, and a frame's write
+    error stops the run when that frame's turn comes.
     """
 
     def __init__(
@@ -84,8 +96,11 @@ class TrackRun:
         keep_mattes: bool = False,
         paths: PathPolicy = UNCONFINED,
         inputs: Optional[InputSet] = None,
+        writers: Optional[int] = None,
     ):
         self.job, self.clip, self.model, self.keep_mattes, self.paths = job, clip, model, keep_mattes, paths
+        self.writers = writers or default_writers()
+        self._lock = threading.Lock()  # writers add to stats.seconds
         self.stats = TrackStats()
         self.key = job_key(job, clip, model)
         files = OutputFiles(paths, inputs or check_outputs(job, clip, paths))
@@ -137,6 +152,28 @@ class TrackRun:
                 return False
         return True
 
+    def _written(self, step: FrameLogits) -> FrameOutcome:
+        return self._timed(self.post.encode, step, self.keep_mattes)
+
+    def _reused(self, frame: int) -> FrameOutcome:
+        return self._timed(self.post.reuse, frame, self.keep_mattes)
+
+    def _timed(self, step, *args) -> FrameOutcome:
+        """A writer thread's work on one frame, its time added to the run's "write" seconds."""
+        t0 = time.perf_counter()
+        outcome = step(*args)
+        with self._lock:
+            self.stats.seconds["write"] += time.perf_counter() - t0
+        return outcome
+
+    def _taken(self, writers: WriterPool) -> FrameOutcome:
+        outcome = writers.take()
+        if outcome.skipped:
+            self.stats.frames_skipped += 1
+        else:
+            self.stats.frames_written += 1
+        return outcome
+
     def _run(self):
         from mattebridge.core.engine.feed import ModelFeed
         from mattebridge.core.engine.tracker import StreamingTracker
@@ -146,62 +183,68 @@ class TrackRun:
         done = {i for i, f in enumerate(frames) if self._done(f)}
         firsts, later, passes = plan_passes(job.prompts, frames, job.direction)
         handled = set()
+        writers = WriterPool(self.writers)
 
         def finish(index, result):
+            """The frame to the writers: what must follow frame order (temporal state) happens here."""
             frame = frames.first + index
-            t0 = time.perf_counter()
             if index in done:
                 self.post.observe(frame, result)  # keeps temporal smoothing exact; the file is already there
-                outcome = self.post.reuse(frame, self.keep_mattes)
-                self.stats.frames_skipped += 1
+                writers.submit(self._reused, frame)
             else:
-                outcome = self.post.write(frame, result, self.keep_mattes)
-                self.stats.frames_written += 1
-            self.stats.seconds["write"] += time.perf_counter() - t0
+                writers.submit(self._written, self.post.logits(frame, result))
             handled.add(index)
-            return outcome
 
-        if len(done) == len(frames):  # everything is on disk: no model work at all
-            for index in range(len(frames)):
-                yield finish(index, None)
-            self.post.finish()
-            return
-
-        per_frame = engine_prompts(job.prompts, self.clip.geometry, self.paths)
-        feed = ModelFeed(list(frames), self.clip.read, self.model.predictor.image_size, self.clip.transform)
-        tracker = StreamingTracker(self.model.predictor, feed, len(frames), self.model.device)
+        feed = None
         try:
-            t0 = time.perf_counter()
-            for obj, frame in firsts.items():  # each object's starting prompt, before any tracking
-                for o, prompt in per_frame[frame]:
-                    if o == obj:
-                        tracker.add_prompt(frame - frames.first, obj, prompt)
-            corrections = {
-                i: [(o, p) for o, p in per_frame[i + frames.first] if o in objs] for i, objs in later.items()
-            }
-            for n, (start, stop, reverse) in enumerate(passes):
-                later_passes_done = all(done.issuperset(_span(s, e)) for s, e, _ in passes[n + 1 :])
-                if later_passes_done and done.issuperset(_span(start, stop)):
-                    continue
-                self.post.new_pass()
-                for result in tracker.propagate(start, stop, reverse, corrections):
-                    self.stats.seconds["engine"] += time.perf_counter() - t0
-                    if result.index not in handled:
-                        yield finish(result.index, result)
-                    # the rest of this pass is on disk, and later passes no longer reach back here
-                    rest = _span(result.index + (-1 if reverse else 1), stop) if result.index != stop else set()
-                    if done.issuperset(rest) and (later_passes_done or abs(result.index - start) >= tracker.reach):
-                        break
-                    t0 = time.perf_counter()
+            if len(done) == len(frames):  # everything is on disk: no model work at all
+                for index in range(len(frames)):
+                    finish(index, None)
+                    while writers.ready():
+                        yield self._taken(writers)
+            else:
+                per_frame = engine_prompts(job.prompts, self.clip.geometry, self.paths)
+                feed = ModelFeed(list(frames), self.clip.read, self.model.predictor.image_size, self.clip.transform)
+                tracker = StreamingTracker(self.model.predictor, feed, len(frames), self.model.device)
                 t0 = time.perf_counter()
-            for index in range(len(frames)):  # frames no pass reached (before a forward start, ...)
-                if index not in handled:
-                    yield finish(index, None)
+                for obj, frame in firsts.items():  # each object's starting prompt, before any tracking
+                    for o, prompt in per_frame[frame]:
+                        if o == obj:
+                            tracker.add_prompt(frame - frames.first, obj, prompt)
+                corrections = {
+                    i: [(o, p) for o, p in per_frame[i + frames.first] if o in objs] for i, objs in later.items()
+                }
+                for n, (start, stop, reverse) in enumerate(passes):
+                    later_passes_done = all(done.issuperset(_span(s, e)) for s, e, _ in passes[n + 1 :])
+                    if later_passes_done and done.issuperset(_span(start, stop)):
+                        continue
+                    self.post.new_pass()
+                    for result in tracker.propagate(start, stop, reverse, corrections):
+                        self.stats.seconds["engine"] += time.perf_counter() - t0
+                        if result.index not in handled:
+                            finish(result.index, result)
+                            while writers.ready():
+                                yield self._taken(writers)
+                        # the rest of this pass is on disk, and later passes no longer reach back here
+                        rest = _span(result.index + (-1 if reverse else 1), stop) if result.index != stop else set()
+                        if done.issuperset(rest) and (later_passes_done or abs(result.index - start) >= tracker.reach):
+                            break
+                        t0 = time.perf_counter()
+                    t0 = time.perf_counter()
+                for index in range(len(frames)):  # frames no pass reached (before a forward start, ...)
+                    if index not in handled:
+                        finish(index, None)
+                        while writers.ready():
+                            yield self._taken(writers)
+            while len(writers):
+                yield self._taken(writers)
             self.post.finish()
         finally:
-            feed.close()
-            self.stats.seconds["read"] = feed.seconds["read"]
-            self.stats.seconds["colour"] = feed.seconds["colour"]
+            writers.close()  # a run closed early waits for the frames being written: complete files only
+            if feed is not None:
+                feed.close()
+                self.stats.seconds["read"] = feed.seconds["read"]
+                self.stats.seconds["colour"] = feed.seconds["colour"]
 
 
 def refine_device(device):
