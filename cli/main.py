@@ -32,6 +32,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
+def _add_compile_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (sam2's compiled video predictor; bf16 as without): faster frames once the "
+        "first ones have compiled its kernels, which takes minutes. CUDA with Triton only; refused on a CPU or "
+        "Metal device",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mattebridge", description="SAM 2.1 alpha mattes for VFX plates.")
     parser.add_argument("--version", action="version", version=f"mattebridge {__version__}")
@@ -109,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --server: seconds without an answer before the server counts as gone (default 10)",
     )
     _add_model_args(t)
+    _add_compile_arg(t)
 
     m = sub.add_parser("models", help="list, download or locate published SAM 2.1 checkpoints")
     msub = m.add_subparsers(dest="action", required=True)
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(s)
     _add_model_args(s)
+    _add_compile_arg(s)
 
     pk = sub.add_parser(
         "pick", help="prompt window: click prompts on a plate, see mattes live, track (needs `mattebridge serve`)"
@@ -204,7 +216,9 @@ def cmd_track(args) -> int:
             log=lambda s: print(s, file=sys.stderr),
         )
     else:
-        stats = run_track(job, progress=ProgressBar("track"), log=lambda s: print(s, file=sys.stderr))
+        stats = run_track(
+            job, progress=ProgressBar("track"), log=lambda s: print(s, file=sys.stderr), compile=args.compile
+        )
     skipped = f" ({stats.frames_skipped} already done)" if stats.frames_skipped else ""
     print(
         f"wrote {stats.frames_written} frames x {len(job.prompts.objects)} object(s) to {args.out}{skipped} "

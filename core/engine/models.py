@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -166,8 +167,11 @@ def resolve_device(name: str = "auto"):
     return device
 
 
-def build_model(config: str, image_size: Optional[int] = None, device="cpu"):
-    """A SAM2VideoPredictor with our overrides and random weights (load_checkpoint fills them)."""
+def build_model(config: str, image_size: Optional[int] = None, device="cpu", compile: bool = False):
+    """A SAM2VideoPredictor with our overrides and random weights (load_checkpoint fills them).
+
+    `compile`: sam2's own compiled predictor (`vos_optimized`: torch.compile of the image encoder, memory
+    attention, memory encoder, prompt encoder and mask decoder; kernels are built on the first frames)."""
     from sam2.build_sam import build_sam2_video_predictor
 
     overrides = [
@@ -179,10 +183,24 @@ def build_model(config: str, image_size: Optional[int] = None, device="cpu"):
             raise MatteBridgeError(f"--image-size {image_size}: must be a multiple of 32, at least 64")
         overrides.append(f"++model.image_size={image_size}")
     patches.install()
-    predictor = build_sam2_video_predictor(config_path(config), None, device="cpu", hydra_overrides_extra=overrides)
+    with contextlib.redirect_stdout(sys.stderr):  # sam2 prints its compile notices; stdout belongs to callers
+        predictor = build_sam2_video_predictor(
+            config_path(config), None, device="cpu", hydra_overrides_extra=overrides, vos_optimized=compile
+        )
     predictor.fill_hole_area = 0  # needs sam2._C; mattebridge fills holes itself
     patches.attend_in_model_dtype(predictor)
     return predictor.to(device)
+
+
+def check_compile(device) -> None:
+    """`--compile` needs what torch.compile's GPU code generation needs: a CUDA device and Triton. Elsewhere it is
+    refused rather than ignored (on a CPU it would spend minutes compiling for little gain)."""
+    import importlib.util
+
+    if device.type != "cuda":
+        raise MatteBridgeError(f"--compile: needs a CUDA device (this run's device is {device}); run without --compile")
+    if importlib.util.find_spec("triton") is None:
+        raise MatteBridgeError("--compile: needs Triton (pip install triton, matching torch); run without --compile")
 
 
 def load_checkpoint(predictor, path: str) -> None:
@@ -242,8 +260,10 @@ def load_model(
     config: Optional[str] = None,
     image_size: Optional[int] = None,
     device: str = "auto",
+    compile: bool = False,
 ) -> LoadedModel:
-    """A published model from the cache by name, or `checkpoint` with `config`, ready on `device`."""
+    """A published model from the cache by name, or `checkpoint` with `config`, ready on `device`; `compile`:
+    sam2's compiled predictor (CUDA only, see check_compile)."""
     if checkpoint:
         if not config:
             raise MatteBridgeError("--checkpoint needs --model-config (e.g. sam2.1_hiera_t)")
@@ -257,6 +277,8 @@ def load_model(
         if not os.path.exists(path):
             raise MatteBridgeError(f"model {name} is not downloaded; run: mattebridge models download {name}")
     target = resolve_device(device)
-    predictor = build_model(config, image_size)
+    if compile:
+        check_compile(target)  # before the weights load: a refused flag fails at once
+    predictor = build_model(config, image_size, compile=compile)
     load_checkpoint(predictor, path)
     return LoadedModel(label, digest, predictor.to(target), target)
