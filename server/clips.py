@@ -1,6 +1,7 @@
 """A client's clips on the server: where frames come from, their prompts, previews and propagation jobs.
 
-Everything here runs on the one GPU worker thread, so it needs no locks of its own.
+Everything here runs on the one GPU worker thread, so it needs no locks of its own (a clip's model feed reads
+plates on its own threads, through `ServerClip.read`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Dict, Optional
+from collections import OrderedDict
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -26,6 +28,64 @@ from mattebridge.core.wire.vocabulary import EDGE_MODES
 
 from .access import Roots
 
+# Default of `serve --feature-cache-mb`: about 9 frames' image features at the model's 1024 px (~112 MiB each).
+FEATURE_CACHE_MB = 1024
+
+
+def feature_bytes(features) -> int:
+    """Bytes held by one frame's image features as sam2 caches them (tensors in tuples, lists and dicts), each
+    storage counted once."""
+    storages, stack = {}, [features]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif hasattr(item, "untyped_storage"):
+            storage = item.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+class FeatureCache:
+    """The image encoder's output for clicked frames, server-wide: (clip id, frame index) -> sam2's cached
+    features, the least recently clicked dropped first once they hold more than `budget` bytes (on the model's
+    device). A second click on a frame runs no encoder."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.bytes = 0
+        self._entries: "OrderedDict[Tuple[str, int], tuple]" = OrderedDict()  # key -> (features, bytes)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Tuple[str, int]):
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: Tuple[str, int], features) -> None:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return
+        size = feature_bytes(features)
+        if size > self.budget:  # a frame larger than the whole budget is not kept
+            return
+        self._entries[key] = (features, size)
+        self.bytes += size
+        while self.bytes > self.budget:
+            _, (_, freed) = self._entries.popitem(last=False)
+            self.bytes -= freed
+
+    def drop(self, clip_id: str) -> None:
+        """A clip's features, after new pixels or when it closes."""
+        for key in [k for k in self._entries if k[0] == clip_id]:
+            self.bytes -= self._entries.pop(key)[1]
+
 
 def file_error(e: MatteBridgeError) -> ProtocolError:
     """A core error about a file -> the matching error reply code (errors that know theirs keep it)."""
@@ -36,7 +96,13 @@ def file_error(e: MatteBridgeError) -> ProtocolError:
 
 class ServerClip:
     def __init__(
-        self, clip_id: str, owner: bytes, prepared: PreparedClip, paths: PathPolicy, inline: Optional[dict] = None
+        self,
+        clip_id: str,
+        owner: bytes,
+        prepared: PreparedClip,
+        paths: PathPolicy,
+        inline: Optional[dict] = None,
+        features: Optional[FeatureCache] = None,
     ):
         self.id, self.owner, self.prepared, self.paths = clip_id, owner, prepared, paths
         self.inline = inline  # frame -> Plate for clips whose pixels arrive with put_frame
@@ -44,7 +110,8 @@ class ServerClip:
         self.prompts = Prompts()
         self.job: Optional[TrackRun] = None
         self._feed = None
-        self._features = None  # (index, sam2 cached features) of the last previewed frame
+        self.features = features if features is not None else FeatureCache(FEATURE_CACHE_MB << 20)
+        self._plate: Optional[Tuple[int, Plate]] = None  # the last previewed frame's plate (its soft edge)
         self._tmp = None  # mask prompts sent as buffers are kept here as EXRs
         self.layer: Optional[str] = None
 
@@ -83,10 +150,22 @@ class ServerClip:
         self.invalidate()
 
     def invalidate(self) -> None:
-        """New pixels: cached model input and features are stale."""
+        """New pixels: cached model input, features and plate are stale."""
         if self._feed is not None:
             self._feed.close()
-        self._feed, self._features = None, None
+        self._feed, self._plate = None, None
+        self.features.drop(self.id)
+
+    def read(self, frame: int) -> Plate:
+        """The frame's plate: the last previewed one from memory, any other decoded (the feed's threads too)."""
+        kept = self._plate
+        return kept[1] if kept is not None and kept[0] == frame else self.prepared.read(frame)
+
+    def _pinned(self, frame: int) -> Plate:
+        """The frame's plate, kept as the last previewed one."""
+        plate = self.read(frame)
+        self._plate = (frame, plate)
+        return plate
 
     # --- previews -------------------------------------------------------------------------------
     def feed(self, model):
@@ -95,7 +174,7 @@ class ServerClip:
         if self._feed is None:
             self._feed = ModelFeed(
                 list(self.frames),
-                self.prepared.read,
+                self.read,
                 model.predictor.image_size,
                 self.prepared.transform,
                 ahead=1,
@@ -105,19 +184,24 @@ class ServerClip:
 
     def preview(self, model, index: int, obj: str, fp: FramePrompt, edge: str):
         """That frame's matte for `obj` as `track` computes it on its first prompted frame: a fresh state
-        each time (so a repeated click gives the same matte), reusing the frame's image features."""
+        each time (so a repeated click gives the same matte). The frame's image features come from the
+        server's FeatureCache when it holds them, and a soft edge refines against the kept plate: a second
+        click on a frame decodes nothing and runs no image encoder."""
         from mattebridge.core.engine.tracker import StreamingTracker
 
         frame = self.frames.first + index
         geometry = self.prepared.geometry[frame]
         prompt = engine_prompt(fp, geometry, frame, self.paths)
         tracker = StreamingTracker(model.predictor, self.feed(model), len(self.frames), model.device)
-        if self._features is not None and self._features[0] == index:
-            tracker.reuse_image_features(index, self._features[1])
+        key = (self.id, index)
+        cached = self.features.get(key)
+        if cached is not None:
+            tracker.reuse_image_features(index, cached)
+        plate = self._pinned(frame) if edge == "soft" else None  # before the feed reads it: decoded once
         result = tracker.add_prompt(index, obj, prompt)
-        cached = tracker.image_features(index)
-        self._features = (index, cached) if cached is not None else None
-        plate = self.prepared.read(frame) if edge == "soft" else None
+        computed = tracker.image_features(index)
+        if computed is not None:
+            self.features.put(key, computed)
         alpha = alpha_from_logits(
             result.logits[obj], geometry, edge, plate.pixels if plate else None, refine_device(model.device)
         )
@@ -157,8 +241,16 @@ class ServerClip:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots, check_geometry=None) -> ServerClip:
-    """`check_geometry(frame, geometry)`: the server's frame-size limits, on each plate header before pixels."""
+def open_clip(
+    clip_id: str,
+    owner: bytes,
+    content: dict,
+    roots: Roots,
+    check_geometry=None,
+    features: Optional[FeatureCache] = None,
+) -> ServerClip:
+    """`check_geometry(frame, geometry)`: the server's frame-size limits, on each plate header before pixels;
+    `features`: the server's image-feature cache (a clip of its own by default)."""
     frames_text = field_of(content, "frames", str)
     try:
         frames = FrameRange.parse(frames_text)
@@ -184,14 +276,14 @@ def open_clip(clip_id: str, owner: bytes, content: dict, roots: Roots, check_geo
                 paths=roots,
                 check_geometry=check_geometry,
             )
-            clip = ServerClip(clip_id, owner, prepared, roots)
+            clip = ServerClip(clip_id, owner, prepared, roots, features=features)
             clip.layer = layer
             return clip
         if source == "inline":
             store: Dict[int, Plate] = {}
             probe = Plate("", np.zeros((1, 1, 3), np.float32), Geometry((0, 0, 1, 1), (0, 0, 1, 1)), "", True)
             transform = resolve_transform(probe, colorspace=colorspace, ocio=ocio, view=view, paths=roots)
-            clip = ServerClip(clip_id, owner, None, roots, store)
+            clip = ServerClip(clip_id, owner, None, roots, store, features)
             clip.prepared = PreparedClip(
                 frames, {}, transform, lambda f: store[f], lambda f: clip.stamps[f], f"inline:{clip_id}"
             )

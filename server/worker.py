@@ -27,7 +27,16 @@ from mattebridge.core.wire.shm import read_shared_rgb, shared_layout, to_rgb32
 from mattebridge.core.wire.vocabulary import EDGE_MODES
 
 from .access import Roots
-from .clips import ServerClip, file_error, geometry_from_content, job_from_content, open_clip, prompt_from_content
+from .clips import (
+    FEATURE_CACHE_MB,
+    FeatureCache,
+    ServerClip,
+    file_error,
+    geometry_from_content,
+    job_from_content,
+    open_clip,
+    prompt_from_content,
+)
 
 log = logging.getLogger("mattebridge.server")
 # Defaults of the per-peer limits (`serve --max-clips-per-client`, `--max-objects`, `--max-frame-pixels`).
@@ -63,10 +72,12 @@ class Worker(threading.Thread):
         max_clips: int = MAX_CLIPS_PER_CLIENT,
         max_objects: int = MAX_OBJECTS,
         max_frame_pixels: int = MAX_FRAME_PIXELS,
+        feature_cache_mb: int = FEATURE_CACHE_MB,
     ):
         super().__init__(name="mattebridge-gpu", daemon=True)
         self.model, self.roots, self.send, self.max_jobs = model, roots, send, max_jobs
         self.max_clips, self.max_objects, self.max_frame_pixels = max_clips, max_objects, max_frame_pixels
+        self.features = FeatureCache(feature_cache_mb << 20)  # clicked frames' image features, every clip's
         self._cond = threading.Condition()
         self._requests: "OrderedDict[bytes, Deque[Message]]" = OrderedDict()
         # Clients gone (goodbye, silence) whose jobs and clips are still to be freed. Kept apart from the
@@ -220,7 +231,7 @@ class Worker(threading.Thread):
             self._check_frame_size((geometry.data[3], geometry.data[2]), f"pattern: frame {frame}'s data window")
             self._check_display_size(geometry, f"pattern: frame {frame}'s display window")
 
-        clip = open_clip(str(next(self._ids)), client, msg.content, self.roots, check_geometry)
+        clip = open_clip(str(next(self._ids)), client, msg.content, self.roots, check_geometry, self.features)
         self._clips[clip.id] = clip
         self._reply(client, msg, "open_clip_reply", clip.describe())
 
