@@ -5,7 +5,8 @@ import pytest
 
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.resample import area_resize, upsample_to_window
-from mattebridge.core.matte.refine import compress_guide, edge_band, guided_filter, refine_alpha
+from mattebridge.core.matte.boxfilter import dilate
+from mattebridge.core.matte.refine import compress_guide, contour, guided_filter, refine_alpha
 
 N, CELL = 192, 8
 
@@ -46,7 +47,7 @@ def test_refine_beats_raw():
 def test_outside_band_is_solid_and_inside_is_filtered():
     gt, plate, raw = _scene(1)
     soft = refine_alpha(raw, plate, band=4)
-    band = edge_band(raw, 4)
+    band = dilate(contour(raw > 0.5), 4)
     assert np.array_equal(soft[~band], (raw[~band] > 0.5).astype(np.float32))
     assert not np.array_equal(soft[band], raw[band])
 

@@ -2,76 +2,163 @@
 blurry, stair-stepped alpha (upsampled from 1/4 of the model's input) to the plate's own edges.
 
 Only a narrow band around the alpha's 0.5 contour is filtered; elsewhere the matte is solid 0 or 1,
-so the filter cannot bleed plate texture into the core or the background. Box filters are running
-sums, so the cost is O(pixels) whatever the radius. numpy on CPU; torch when a device is given.
+so the filter cannot bleed plate texture into the core or the background. The frame is cut into
+tiles and only the tiles that hold the band are filtered, each with a halo of twice the radius (the
+filter's reach: window statistics, then window means of the coefficients), so a tile's result is the
+whole-image filter's. Box filters are running sums over the tile, O(pixels) whatever the radius, in
+float32 on centred values: numpy on the CPU, torch on a device (the tiles in one batch).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import math
+from typing import Tuple
 
 import numpy as np
 
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.matte.boxfilter import box_mean, box_sum, dilate
+from mattebridge.core.matte.boxfilter import box_sum_valid
+
+TILE = 64  # px; smaller tiles follow the edge more closely but pay their 2-radius halo more often
+CHUNK_CPU, CHUNK_DEVICE = 64, 512  # tiles filtered at once: bounds the memory (~30 MB at r = 8 with numpy)
 
 
-def compress_guide(guide: np.ndarray) -> np.ndarray:
+def compress_guide(guide, xp=np):
     """Scene-linear RGB -> a log-like 0..~3 scale, so a highlight does not swamp the edge contrast
     that lives in mid-tones and shadows (1.0 -> 1.0, 0.18 -> 0.41, 100 -> 3.0)."""
-    return (np.log1p(8.0 * np.maximum(guide, 0.0)) / np.log1p(8.0)).astype(np.float32)
+    out = xp.log1p(8.0 * guide.clip(min=0.0)) / math.log1p(8.0)
+    return out.astype(np.float32) if xp is np else out
 
 
-def edge_band(alpha: np.ndarray, band: int) -> np.ndarray:
-    """Pixels within `band` pixels (square neighbourhood) of where alpha crosses 0.5."""
-    inside = alpha > 0.5
+def contour(inside: np.ndarray) -> np.ndarray:
+    """The pixels on either side of every change of `inside` between 4-neighbours."""
     edge = np.zeros_like(inside)
-    edge[:, 1:] |= inside[:, 1:] != inside[:, :-1]
-    edge[:, :-1] |= inside[:, 1:] != inside[:, :-1]
-    edge[1:, :] |= inside[1:, :] != inside[:-1, :]
-    edge[:-1, :] |= inside[1:, :] != inside[:-1, :]
-    return dilate(edge, band)
+    across, down = inside[:, 1:] != inside[:, :-1], inside[1:, :] != inside[:-1, :]
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    edge[1:, :] |= down
+    edge[:-1, :] |= down
+    return edge
 
 
-def guided_filter(p, guide, radius: int, eps: float, xp=np):
-    """He et al.'s guided filter with a 3-channel guide: q = mean(a) . I + mean(b), where in every
-    window p ~ a . I + b (ridge `eps`). p: (H, W); guide: (H, W, 3); same array type as `xp`."""
-    n = box_sum(xp.ones_like(p), radius, xp)
-
-    def mean(x):
-        return box_sum(x, radius, xp) / (n if x.ndim == 2 else n[..., None])
-
-    mi, mp = mean(guide), mean(p)
-    cov_ip = mean(guide * p[..., None]) - mi * mp[..., None]
-    s = {}
-    for i in range(3):  # the six distinct entries of each window's colour covariance, plus eps
-        for j in range(i, 3):
-            s[i, j] = mean(guide[..., i] * guide[..., j]) - mi[..., i] * mi[..., j] + (eps if i == j else 0.0)
-    # a = (Sigma + eps I)^-1 cov_ip, by the symmetric 3x3 adjugate (vectorised over pixels)
-    c00 = s[1, 1] * s[2, 2] - s[1, 2] ** 2
-    c01 = s[0, 2] * s[1, 2] - s[0, 1] * s[2, 2]
-    c02 = s[0, 1] * s[1, 2] - s[0, 2] * s[1, 1]
-    c11 = s[0, 0] * s[2, 2] - s[0, 2] ** 2
-    c12 = s[0, 1] * s[0, 2] - s[0, 0] * s[1, 2]
-    c22 = s[0, 0] * s[1, 1] - s[0, 1] ** 2
-    det = s[0, 0] * c00 + s[0, 1] * c01 + s[0, 2] * c02
-    v0, v1, v2 = cov_ip[..., 0], cov_ip[..., 1], cov_ip[..., 2]
-    a0 = (c00 * v0 + c01 * v1 + c02 * v2) / det
-    a1 = (c01 * v0 + c11 * v1 + c12 * v2) / det
-    a2 = (c02 * v0 + c12 * v1 + c22 * v2) / det
-    b = mp - a0 * mi[..., 0] - a1 * mi[..., 1] - a2 * mi[..., 2]
-    return mean(a0) * guide[..., 0] + mean(a1) * guide[..., 1] + mean(a2) * guide[..., 2] + mean(b)
+def edge_tiles(edge: np.ndarray, reach: int, tile: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the `tile`-pixel tiles holding a pixel within `reach` (<= tile) of `edge`."""
+    h, w = edge.shape
+    ys, xs = np.nonzero(edge)
+    marked = np.zeros((-(-h // tile), -(-w // tile)), bool)
+    for y in (ys - reach, ys + reach):  # a square of side 2 reach + 1 <= 2 tile + 1 meets its corners' tiles
+        for x in (xs - reach, xs + reach):
+            marked[np.clip(y, 0, h - 1) // tile, np.clip(x, 0, w - 1) // tile] = True
+    return np.nonzero(marked)
 
 
-def _crop(mask: np.ndarray, margin: int) -> Optional[Tuple[slice, slice]]:
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0:
-        return None
-    h, w = mask.shape
-    return (
-        slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
-        slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)),
-    )
+def _positions(t: np.ndarray, tile: int, halo: int) -> np.ndarray:
+    """(tile + 2 halo, tiles) float32: the image row (or column) of each crop's rows (or columns)."""
+    return ((t * tile - halo)[None, :] + np.arange(tile + 2 * halo)[:, None]).astype(np.float32)
+
+
+def _count(at, r: int, n: int):
+    """Pixels of an n-pixel axis in the (2r+1)-wide windows centred at `at` (<= 0: none)."""
+    return (at + r).clip(max=n - 1) - (at - r).clip(min=0) + 1
+
+
+def _gather(img: np.ndarray, ty: np.ndarray, tx: np.ndarray, tile: int, halo: int) -> np.ndarray:
+    """Crops of `tile` + 2 `halo` pixels around each tile, zero outside the image: (tiles, S, S[, C])."""
+    h, w = img.shape[:2]
+    s = tile + 2 * halo
+    out = np.zeros((len(ty), s, s) + img.shape[2:], img.dtype)
+    for k, (y, x) in enumerate(zip(ty * tile - halo, tx * tile - halo)):
+        y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + s, h), min(x + s, w)
+        out[k, y0 - y : y1 - y, x0 - x : x1 - x] = img[y0:y1, x0:x1]
+    return out
+
+
+def _filter_tiles(p, g, rows, cols, size: Tuple[int, int], radius: int, eps: float, xp=np):
+    """He et al.'s filter on a batch of crops, q = mean(a) . I + mean(b) where in every window
+    p ~ a . I + b (ridge `eps`), for the crops' inner parts (2 radius in from each side).
+
+    p: (H, W, B); g: (3, H, W, B), the guide; both zero outside the image of `size` (height, width),
+    where `rows` (H, B) and `cols` (W, B) place the crops: windows count only pixels inside the image.
+    """
+    r = radius
+    h, w = p.shape[:2]
+
+    def mean(x, rows, cols):  # x: (channels, H, W, B)
+        n = _count(rows, r, size[0]).clip(min=1)[:, None] * _count(cols, r, size[1]).clip(min=1)[None]
+        return box_sum_valid(x, r, (1, 2), xp) / n
+
+    g0, g1, g2 = g
+    stats = [p, g0, g1, g2, g0 * p, g1 * p, g2 * p, g0 * g0, g0 * g1, g0 * g2, g1 * g1, g1 * g2, g2 * g2]
+    # the products centred too, on their mean over the crop's pixels inside the image: running sums of
+    # deviations stay small, so their differences keep more of float32's digits
+    inside = _count(rows, 0, size[0]).clip(min=0)[:, None] * _count(cols, 0, size[1]).clip(min=0)[None]
+    stats = xp.stack(stats)
+    mu = (stats * inside).sum((1, 2))[:, None, None] / inside.sum((0, 1))
+    rows, cols = rows[r : h - r], cols[r : w - r]
+    m = mean((stats - mu) * inside, rows, cols) + mu
+    mp, m0, m1, m2 = m[0], m[1], m[2], m[3]
+    v0, v1, v2 = m[4] - m0 * mp, m[5] - m1 * mp, m[6] - m2 * mp
+    s00, s11, s22 = m[7] - m0 * m0 + eps, m[10] - m1 * m1 + eps, m[12] - m2 * m2 + eps
+    s01, s02, s12 = m[8] - m0 * m1, m[9] - m0 * m2, m[11] - m1 * m2
+    # a = (Sigma + eps I)^-1 cov_ip by LDL^T, vectorised over pixels: backward stable, so float32 is
+    # enough even where the three channels move together (the adjugate's determinant cancels there)
+    l10, l20 = s01 / s00, s02 / s00
+    d1 = s11 - l10 * s01
+    l21 = (s12 - l20 * s01) / d1
+    d2 = s22 - l20 * s02 - l21 * l21 * d1
+    y1 = v1 - l10 * v0
+    a2 = (v2 - l20 * v0 - l21 * y1) / d2
+    a1 = y1 / d1 - l21 * a2
+    a0 = v0 / s00 - l10 * a1 - l20 * a2
+    b = mp - a0 * m0 - a1 * m1 - a2 * m2
+    inside = _count(rows, 0, size[0]).clip(min=0)[:, None] * _count(cols, 0, size[1]).clip(min=0)[None]
+    mc = mean(xp.stack([a0, a1, a2, b]) * inside, rows[r : h - 3 * r], cols[r : w - 3 * r])  # inside only
+    y, x = slice(2 * r, h - 2 * r), slice(2 * r, w - 2 * r)
+    return mc[0] * g0[y, x] + mc[1] * g1[y, x] + mc[2] * g2[y, x] + mc[3]
+
+
+def guided_filter(p: np.ndarray, guide: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """The filter over a whole image, in p's dtype: p (H, W), guide (H, W, 3)."""
+    h, w = p.shape
+    pad = 2 * radius
+    at = [np.arange(-pad, n + pad, dtype=p.dtype)[:, None] for n in (h, w)]
+    g = np.pad(np.moveaxis(guide, -1, 0), ((0, 0), (pad, pad), (pad, pad)))[..., None]
+    return _filter_tiles(np.pad(p, pad)[..., None], g, *at, (h, w), radius, eps)[..., 0]
+
+
+def _weights(edge: np.ndarray, ty, tx, tile: int, band: int) -> np.ndarray:
+    """(tile, tile, tiles): the filtered alpha's weight, 1 within band - band // 2 of the contour,
+    fading to 0 over the band's outer half, so there is no seam where refinement stops."""
+    (h, w), grow, fade = edge.shape, band - band // 2, band // 2
+    crops = np.moveaxis(_gather(edge, ty, tx, tile, band), 0, -1).astype(np.float32)
+    rows, cols = _positions(ty, tile, fade), _positions(tx, tile, fade)
+    inside = _count(rows, 0, h).clip(min=0)[:, None] * _count(cols, 0, w).clip(min=0)[None]
+    near = (box_sum_valid(crops, grow) > 0.5) * inside
+    rows, cols = rows[fade : rows.shape[0] - fade], cols[fade : cols.shape[0] - fade]
+    return box_sum_valid(near, fade) / (_count(rows, fade, h).clip(min=1)[:, None] * _count(cols, fade, w).clip(min=1))
+
+
+def _filtered(alpha, guide, ty, tx, tile: int, radius: int, eps: float, device):
+    """(tile, tile, tiles): the guided filter's alpha on each tile, 0..1, computed with numpy or on `device`."""
+    halo = 2 * radius
+    p, g = _gather(alpha, ty, tx, tile, halo), _gather(guide, ty, tx, tile, halo)
+    rows, cols = _positions(ty, tile, halo), _positions(tx, tile, halo)
+    if device is None:
+        xp, p, g = np, np.ascontiguousarray(p.transpose(1, 2, 0)), np.ascontiguousarray(g.transpose(3, 1, 2, 0))
+    else:
+        import torch
+
+        xp = torch
+        p, g, rows, cols = (torch.from_numpy(a).to(device, non_blocking=True) for a in (p, g, rows, cols))
+        p, g = p.permute(1, 2, 0).contiguous(), g.permute(3, 1, 2, 0).contiguous()
+    g = compress_guide(g, xp)
+    # centred on each crop's mean: the filter does not change, and float32 keeps the window variances
+    inside = _count(rows, 0, alpha.shape[0]).clip(min=0)[:, None] * _count(cols, 0, alpha.shape[1]).clip(min=0)[None]
+    n = inside.sum((0, 1))
+    mp, mg = (p * inside).sum((0, 1)) / n, (g * inside).sum((1, 2))[:, None, None] / n
+    p, g = (p - mp) * inside, (g - mg) * inside
+    q = (_filter_tiles(p, g, rows, cols, alpha.shape, radius, eps, xp) + mp).clip(0.0, 1.0)
+    return q if xp is np else q.cpu().numpy()
 
 
 def refine_alpha(
@@ -89,23 +176,20 @@ def refine_alpha(
     alpha = np.asarray(alpha, np.float32)
     if alpha.ndim != 2 or np.shape(guide) != alpha.shape + (3,):
         raise MatteBridgeError(f"refine: alpha {alpha.shape} and guide {np.shape(guide)} must be (H, W) and (H, W, 3)")
-    hard = (alpha > 0.5).astype(np.float32)
-    # weight of the filtered alpha: 1 near the contour, fading to 0 over the band's outer half, so
-    # there is no seam where refinement stops
-    weight = box_mean(edge_band(alpha, band - band // 2).astype(np.float32), band // 2)
-    box = _crop(weight > 0, radius)
-    if box is None:
-        return hard
-    p, g = alpha[box], compress_guide(np.asarray(guide[box], np.float32))
-    if device is None:  # float64: the variances are small differences of large running sums
-        q = guided_filter(p.astype(np.float64), g.astype(np.float64), radius, eps)
-    else:
-        import torch
-
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-        mp, mg = float(p.mean()), g.reshape(-1, 3).mean(0)  # centred, for float32's sake
-        q = guided_filter(t(p - mp), t(g - mg), radius, eps, torch).cpu().numpy() + mp
-    w = weight[box]
-    out = hard
-    out[box] = (w * np.clip(q, 0.0, 1.0) + (1 - w) * hard[box]).astype(np.float32)
+    guide = np.asarray(guide, np.float32)
+    inside = alpha > 0.5
+    out = inside.astype(np.float32)
+    edge = contour(inside)
+    tile = max(TILE, band)
+    ty, tx = edge_tiles(edge, band, tile)
+    h, w = alpha.shape
+    chunk = CHUNK_CPU if device is None else CHUNK_DEVICE
+    for start in range(0, len(ty), chunk):
+        cy, cx = ty[start : start + chunk], tx[start : start + chunk]
+        weight = _weights(edge, cy, cx, tile, band)
+        q = _filtered(alpha, guide, cy, cx, tile, radius, eps, device)
+        for k, (y, x) in enumerate(zip(cy * tile, cx * tile)):
+            wk, qk = weight[: h - y, : w - x, k], q[: h - y, : w - x, k]
+            hard = out[y : y + tile, x : x + tile]
+            out[y : y + tile, x : x + tile] = wk * qk + (1 - wk) * hard
     return out
