@@ -22,7 +22,7 @@ def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw",
     RGB over the data window, by a guided filter whose reach is one model-output cell. `device`: a CUDA
     device to run the filter on (None: numpy on the CPU).
     """
-    up = logits_over_data_window(logits, geometry)
+    up = logits_over_data_window(np.asarray(logits, np.float32), geometry)  # never float64 at full resolution
     if edge == "hard":
         return (up > 0).astype(np.float32)
     alpha = (1.0 / (1.0 + np.exp(-np.clip(up, -60, 60)))).astype(np.float32)
