@@ -14,6 +14,7 @@ ALL_CORE = (
     "mattebridge.core.matte",
     "mattebridge.core.engine",
     "mattebridge.core.track",
+    "mattebridge.core.farm",
     "mattebridge.core.picker",
     "mattebridge.server",
     "mattebridge.cli",
@@ -55,6 +56,14 @@ def test_matte_and_engine_reach_no_track_server_or_cli(module):
 @pytest.mark.parametrize("module", modules_of("mattebridge.core.track"))
 def test_track_reaches_neither_server_nor_cli(module):
     assert reached(loaded_after_import(module), ("PySide6", "mattebridge.server", "mattebridge.cli")) == []
+
+
+@pytest.mark.parametrize("module", modules_of("mattebridge.core.farm"))
+def test_farm_reaches_no_model_server_or_cli(module):  # a farm task runs track through the CLI, in its own process
+    assert (
+        reached(loaded_after_import(module), ("torch", "sam2", "PySide6", "mattebridge.server", "mattebridge.cli"))
+        == []
+    )
 
 
 def test_the_server_does_not_reach_the_cli():

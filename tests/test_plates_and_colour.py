@@ -122,11 +122,7 @@ def test_model_sees_an_independent_ocio_evaluation(tmp_path, view):
     )
     expected = blocks.copy()
     independent.applyRGB(expected)
-    err = np.abs(seen - np.clip(expected, 0, 1)).max(-1)
-    if view is None:  # ACES 2.0 goes through a 3D LUT: creases near the gamut boundary (core/image/lut.py)
-        assert np.quantile(err, 0.95) <= 1 / 255 and err.max() <= 0.16  # 1.5 % of these saturated colours are not
-    else:  # a matrix and a curve
-        assert err.max() <= 1 / 255
+    assert np.abs(seen - np.clip(expected, 0, 1)).max() <= 1 / 255
 
     feed = ModelFeed([path], read_plate, 256, DisplayTransform(STUDIO, "ACEScg", display, view_name))
     np.testing.assert_allclose(feed[0].numpy().transpose(1, 2, 0), (seen - MEAN) / STD, atol=1e-5)
