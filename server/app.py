@@ -32,6 +32,7 @@ from mattebridge.core.wire.protocol import (
 )
 
 from .access import Roots, load_server_keys
+from .clips import FEATURE_CACHE_MB
 from .worker import MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS, Worker
 
 log = logging.getLogger("mattebridge.server")
@@ -74,6 +75,7 @@ class Server:
         max_clips_per_client: int = MAX_CLIPS_PER_CLIENT,
         max_objects: int = MAX_OBJECTS,
         max_frame_pixels: int = MAX_FRAME_PIXELS,
+        feature_cache_mb: int = FEATURE_CACHE_MB,
     ):
         self.address, self.model, self.roots, self.keys = address, model, roots, keys
         self.client_timeout, self.max_queue, self.max_message = client_timeout, max_queue, max_message
@@ -84,6 +86,7 @@ class Server:
             "max_objects": max_objects,
             "max_frame_pixels": max_frame_pixels,
             "max_message": max_message,
+            "feature_cache_mb": feature_cache_mb,
         }
         self.session = uuid.uuid4().hex
         self.started = time.monotonic()
@@ -99,6 +102,7 @@ class Server:
             max_clips=max_clips_per_client,
             max_objects=max_objects,
             max_frame_pixels=max_frame_pixels,
+            feature_cache_mb=feature_cache_mb,
         )
         self._wake_lock = threading.Lock()
 

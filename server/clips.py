@@ -179,6 +179,7 @@ class ServerClip:
                 self.prepared.transform,
                 ahead=1,
                 workers=1,
+                device=model.device,
             )
         return self._feed
 

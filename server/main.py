@@ -8,6 +8,7 @@ import sys
 from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS
 
 from .access import Roots, check_bind, create_keys, load_server_keys
+from .clips import FEATURE_CACHE_MB
 from .worker import MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS
 
 
@@ -67,6 +68,14 @@ def add_serve_arguments(p) -> None:
         f"by any transport: files, shared memory or inline; larger gets `too_large` "
         f"(default {MAX_FRAME_PIXELS} = 8192x8192, 8K plates with overscan)",
     )
+    p.add_argument(
+        "--feature-cache-mb",
+        type=_positive,
+        default=FEATURE_CACHE_MB,
+        metavar="MIB",
+        help=f"image features of clicked frames kept for the next click, every clip's together, on the model's "
+        f"device; least recently clicked dropped first (default {FEATURE_CACHE_MB})",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -81,7 +90,12 @@ def serve(args) -> int:
         load_server_keys(args.keys)  # refuse bad or exposed keys now, not after loading the model
     roots = Roots(args.allow_root)
     model = load_model(
-        args.model, checkpoint=args.checkpoint, config=args.model_config, image_size=args.image_size, device=args.device
+        args.model,
+        checkpoint=args.checkpoint,
+        config=args.model_config,
+        image_size=args.image_size,
+        device=args.device,
+        compile=args.compile,
     )
     Server(
         args.bind,
@@ -94,6 +108,7 @@ def serve(args) -> int:
         max_clips_per_client=args.max_clips_per_client,
         max_objects=args.max_objects,
         max_frame_pixels=args.max_frame_pixels,
+        feature_cache_mb=args.feature_cache_mb,
     ).run()
     return 0
 

@@ -204,7 +204,13 @@ class TrackRun:
                         yield self._taken(writers)
             else:
                 per_frame = engine_prompts(job.prompts, self.clip.geometry, self.paths)
-                feed = ModelFeed(list(frames), self.clip.read, self.model.predictor.image_size, self.clip.transform)
+                feed = ModelFeed(
+                    list(frames),
+                    self.clip.read,
+                    self.model.predictor.image_size,
+                    self.clip.transform,
+                    device=self.model.device,
+                )
                 tracker = StreamingTracker(self.model.predictor, feed, len(frames), self.model.device)
                 t0 = time.perf_counter()
                 for obj, frame in firsts.items():  # each object's starting prompt, before any tracking
