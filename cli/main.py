@@ -121,12 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(t)
     _add_compile_arg(t)
 
-    m = sub.add_parser("models", help="list, download or locate published SAM 2.1 checkpoints")
+    m = sub.add_parser("models", help="list, download or locate the trackers' weights (SAM 2.1, SAM 3, EdgeTAM)")
     msub = m.add_subparsers(dest="action", required=True)
     msub.add_parser("list")
     for action in ("download", "path"):
         a = msub.add_parser(action)
         a.add_argument("name")
+        if action == "download":
+            a.add_argument("--revision", help="a hub commit to fetch instead of the catalogue's pin (transformers)")
 
     s = sub.add_parser("serve", help="serve one resident model to every host on this workstation (ZeroMQ)")
     from mattebridge.server.main import add_serve_arguments
@@ -229,19 +231,25 @@ def cmd_track(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from mattebridge.core.engine import models
+    from mattebridge.core.engine import catalog, models
 
     if args.action == "list":
-        for info in models.MODELS.values():
-            state = "downloaded" if os.path.exists(models.model_path(info.name)) else "not downloaded"
-            print(f"{info.name:24s} {info.size / 1e6:7.1f} MB  {state}")
+        for row in catalog.listing():
+            state = "downloaded" if row["present"] else "not downloaded"
+            print(
+                f"{row['name']:24s} {row['family']:13s} {row['size']:24s} {row['licence']:16s} {state:15s} "
+                f"{row['source']}"
+            )
     elif args.action == "path":
-        print(models.model_path(args.name))
-    else:
+        entry = catalog.entry(args.name)
+        print(models.model_path(args.name) if entry.engine == "sam2" else catalog.model_dir(args.name))
+    elif catalog.entry(args.name).engine == "sam2":
         print(f"downloading {args.name} from {models.model_url(args.name)}", file=sys.stderr)
         path = models.download(args.name, progress=models.describe_progress)
         print(file=sys.stderr)
         print(path)
+    else:
+        print(catalog.download(args.name, args.revision, log=lambda s: print(s, file=sys.stderr)))
     return 0
 
 

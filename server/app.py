@@ -20,6 +20,7 @@ from typing import Dict, Optional
 import zmq
 
 from mattebridge.core import __version__
+from mattebridge.core.engine import catalog
 from mattebridge.core.wire.protocol import (
     IDEMPOTENT,
     REQUESTS,
@@ -151,7 +152,7 @@ class Server:
             self.model.name,
             self.address,
             self.model.device,
-            self.model.predictor.image_size,
+            self.model.image_size,
             self.session[:8],
         )
         log.info("allowed roots: %s", ", ".join(self.roots.roots))
@@ -282,7 +283,9 @@ class Server:
                 "model": m.name,
                 "checkpoint_sha256": m.sha256,
                 "device": str(m.device),
-                "image_size": m.predictor.image_size,
+                "image_size": m.image_size,
+                "family": m.family,
+                "models": [r["name"] for r in catalog.listing() if r["present"]],  # what --model could load here
                 "capabilities": CAPABILITIES,
                 "host": socket.gethostname(),
                 "heartbeat_interval": round(self.client_timeout / 4, 3),

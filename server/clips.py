@@ -175,7 +175,7 @@ class ServerClip:
             self._feed = ModelFeed(
                 list(self.frames),
                 self.read,
-                model.predictor.image_size,
+                model.image_size,
                 self.prepared.transform,
                 ahead=1,
                 workers=1,
@@ -188,12 +188,10 @@ class ServerClip:
         each time (so a repeated click gives the same matte). The frame's image features come from the
         server's FeatureCache when it holds them, and a soft edge refines against the kept plate: a second
         click on a frame decodes nothing and runs no image encoder."""
-        from mattebridge.core.engine.tracker import StreamingTracker
-
         frame = self.frames.first + index
         geometry = self.prepared.geometry[frame]
         prompt = engine_prompt(fp, geometry, frame, self.paths)
-        tracker = StreamingTracker(model.predictor, self.feed(model), len(self.frames), model.device)
+        tracker = model.tracker(self.feed(model), len(self.frames))
         key = (self.id, index)
         cached = self.features.get(key)
         if cached is not None:

@@ -482,3 +482,36 @@ def test_download_pins_the_commit_verifies_files_and_loads(model_dir, tmp_path, 
     weights.write_bytes(bytes(data))
     with pytest.raises(MatteBridgeError, match="SHA-256 differs from the download's"):
         catalog.load_engine(name, device="cpu")
+
+
+def test_every_tracker_runs_the_same_track_and_server_pipeline(model_dir, bedroom_plate, tmp_path):
+    """Nothing above the engine knows the tracker: `track --checkpoint DIR` writes the same kind of mattes (the
+    plate's geometry, scores, the model's identity in the header), and `serve` answers clicks and propagations."""
+    from conftest import ServerProcess, read_exr, run_cli
+
+    from mattebridge.core.wire.client import Client
+
+    base = ["--frames", "1001-1003", "--point", "300,300@1001", "--colorspace", "ACEScg", "--device", "cpu"]
+    out = tmp_path / "m" / "hero.####.exr"
+    code, _, err = run_cli(
+        "track", bedroom_plate, *base, "--checkpoint", model_dir, "--out", out, "--report", tmp_path / "qc"
+    )
+    assert code == 0, err
+    pixels, spec = read_exr(tmp_path / "m" / "hero.1002.exr")
+    assert pixels.shape == (540, 960, 1) and 0 <= pixels.min() and pixels.max() <= 1
+    assert spec.get_string_attribute("mattebridge/model") == os.path.basename(model_dir)
+    assert np.isfinite(float(spec.get_string_attribute("mattebridge/objectScore")))
+    assert (tmp_path / "qc.csv").exists()
+
+    server = ServerProcess(model_dir, tmp_path)  # --checkpoint DIR: the sam2-only flags it also gets are not used
+    try:
+        with Client(server.address, timeout=60) as client:
+            info = client.hello()
+            assert info["family"] == tt.load_pretrained(model_dir, "cpu").config.model_type
+            clip = client.open_clip(bedroom_plate, "1001-1003", colorspace="ACEScg")
+            matte = clip.prompt(1001, "hero", points=[(300, 300, True)], edge="raw")
+            assert matte.alpha["hero"].shape == (540, 960)
+            results = list(clip.propagate(direction="forward", out=str(tmp_path / "s" / "{object}.####.exr")))
+            assert sorted(r.frame for r in results) == [1001, 1002, 1003]
+    finally:
+        server.stop()

@@ -281,7 +281,7 @@ def load_engine(name: str, checkpoint: Optional[str] = None, device: str = "auto
     """A transformers tracker by catalogue name (from the cache, verified) or from a local folder."""
     from mattebridge.core.engine.transformers_tracker import load_pretrained
 
-    e = entry(name) if name in catalogue() else None
+    e = entry(name) if name in catalogue() and not checkpoint else None  # a local folder says what it is itself
     if checkpoint:
         if not os.path.isdir(checkpoint):
             raise MatteBridgeError(f"--checkpoint {checkpoint}: a transformers model is a folder (config, safetensors)")

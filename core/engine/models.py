@@ -248,10 +248,26 @@ def describe_progress(done: int, total: int) -> None:
 
 @dataclass
 class LoadedModel:
+    """SAM 2.1 through the sam2 package (interface.Engine); core/engine/catalog.py loads the others."""
+
     name: str
     sha256: str
     predictor: object
     device: object
+    family: str = "sam2.1"
+
+    @property
+    def image_size(self) -> int:
+        return self.predictor.image_size
+
+    @property
+    def mask_size(self) -> int:
+        return self.predictor.image_size // 4
+
+    def tracker(self, images, num_frames: int):
+        from mattebridge.core.engine.tracker import StreamingTracker
+
+        return StreamingTracker(self.predictor, images, num_frames, self.device)
 
 
 def load_model(
@@ -263,7 +279,16 @@ def load_model(
     compile: bool = False,
 ) -> LoadedModel:
     """A published model from the cache by name, or `checkpoint` with `config`, ready on `device`; `compile`:
-    sam2's compiled predictor (CUDA only, see check_compile)."""
+    sam2's compiled predictor (CUDA only, see check_compile). Trackers of other families (a transformers
+    model by catalogue name, or a local model folder as `checkpoint`) load through core/engine/catalog.py."""
+    from mattebridge.core.engine import catalog
+
+    if (checkpoint and os.path.isdir(checkpoint)) or (
+        not checkpoint and name in catalog.catalogue() and catalog.entry(name).engine == "transformers"
+    ):
+        if compile:
+            raise MatteBridgeError(f"--compile: only for the SAM 2.1 models of the sam2 package, not {name}")
+        return catalog.load_engine(name, checkpoint, device)
     if checkpoint:
         if not config:
             raise MatteBridgeError("--checkpoint needs --model-config (e.g. sam2.1_hiera_t)")

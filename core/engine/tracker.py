@@ -67,6 +67,12 @@ class StreamingTracker:
         p = predictor
         # how far back (in processing order) a frame can reach: memory frames and object pointers
         self.reach = max((p.num_maskmem - 1) * p.memory_temporal_stride_for_eval + 1, p.max_obj_ptrs_in_encoder - 1)
+        self.mask_size = size  # the logits' grid (interface.Tracker)
+
+    def close(self) -> None:
+        """Let go of the per-frame outputs and features now (a run or preview is over)."""
+        self.state["output_dict_per_obj"].clear()
+        self.state["cached_features"].clear()
 
     # --- image features (a frame's encoder output, reusable across clicks on it) --------------------
     def image_features(self, index: int):

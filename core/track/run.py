@@ -65,7 +65,7 @@ def run_track(
     )
     log(
         f"model {model.name} on {model.device}{' (compiled)' if compile else ''}, "
-        f"input {model.predictor.image_size}px; "
+        f"input {model.image_size}px; "
         f"colour {clip.transform.colorspace} -> {clip.transform.display}/{clip.transform.view}"
     )
     run = TrackRun(job, clip, model, inputs=inputs)
@@ -106,7 +106,7 @@ class TrackRun:
         files = OutputFiles(paths, inputs or check_outputs(job, clip, paths))
         self.post = MattePost(
             job,
-            grid=model.predictor.image_size // 4,
+            grid=model.mask_size,
             clip=clip,
             device=refine_device(model.device),
             files=files,
@@ -176,7 +176,6 @@ class TrackRun:
 
     def _run(self):
         from mattebridge.core.engine.feed import ModelFeed
-        from mattebridge.core.engine.tracker import StreamingTracker
 
         job, frames = self.job, self.job.frames
         remove_stale_temps([p for f in frames for p in self.outputs(f)])
@@ -195,7 +194,7 @@ class TrackRun:
                 writers.submit(self._written, self.post.logits(frame, result))
             handled.add(index)
 
-        feed = None
+        feed = tracker = None
         try:
             if len(done) == len(frames):  # everything is on disk: no model work at all
                 for index in range(len(frames)):
@@ -207,11 +206,11 @@ class TrackRun:
                 feed = ModelFeed(
                     list(frames),
                     self.clip.read,
-                    self.model.predictor.image_size,
+                    self.model.image_size,
                     self.clip.transform,
                     device=self.model.device,
                 )
-                tracker = StreamingTracker(self.model.predictor, feed, len(frames), self.model.device)
+                tracker = self.model.tracker(feed, len(frames))
                 t0 = time.perf_counter()
                 for obj, frame in firsts.items():  # each object's starting prompt, before any tracking
                     for o, prompt in per_frame[frame]:
@@ -247,6 +246,8 @@ class TrackRun:
             self.post.finish()
         finally:
             writers.close()  # a run closed early waits for the frames being written: complete files only
+            if tracker is not None:
+                tracker.close()
             if feed is not None:
                 feed.close()
                 self.stats.seconds["read"] = feed.seconds["read"]
@@ -272,7 +273,7 @@ def job_key(job: TrackJob, clip: PreparedClip, model) -> str:
         "prompts": job.prompts.to_json(),
         "model": model.name,
         "sha256": model.sha256,
-        "imageSize": model.predictor.image_size,
+        "imageSize": model.image_size,
         "direction": job.direction,
         "edge": job.edge,
         "fillHoles": job.fill_holes,
