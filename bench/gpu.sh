@@ -24,7 +24,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
-export TQDM_DISABLE=1 PYTHONUNBUFFERED=1  # sam2's progress bars, and output in order
+export PYTHONUNBUFFERED=1  # the steps' progress in order
 
 if [ "${1:-}" = "--cpu-smoke" ]; then
   device=cpu big=96x64 sizes=96x64 image=64 frames=3 rounds=1 clicks=2 memory=3,6 limit=600

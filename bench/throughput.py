@@ -2,17 +2,18 @@
 
     python bench/throughput.py --sizes 1080p,4k --frames 8 --rounds 3                  # CPU, random tiny at 256
     python bench/throughput.py --device cuda --model-config sam2.1_hiera_b+            # a GPU, 1024
+    python bench/throughput.py --device cuda --compile --parts model,sam2              # sam2's compiled path
     bash bench/gpu.sh                                                                  # the whole GPU benchmark
 
 Plates: the real bedroom footage (tests/data/bedroom) upscaled to each size as ACEScg half EXRs, one object
 clicked on the first frame and tracked forward. Each measure runs --rounds times; a cell is "min / median".
   floor      read_plate + write_matte of one half alpha channel, frame after frame: the CPU's floor
   feed       ModelFeed alone: plate -> model input tensor on the device
-  writer     MattePost alone, writing mattes from fixed logits (soft and raw edge)
-  stand-in   the whole TrackRun with the model replaced by a stand-in that returns fixed logits at once (this
-             process only), so its CPU time per frame is everything except the model; the ratio to the floor
+  writer     MattePost alone, writing mattes from fixed logits (soft and raw edge) on TrackRun's writer pool
+  stand-in   the whole TrackRun on a stand-in engine (StandInEngine, built only here) whose tracker returns fixed
+             logits at once, so its CPU time per frame is everything except the model; the ratio to the floor
              is the issue's goal (<= 2)
-  model      the bare model (StreamingTracker on model inputs already on the device) and the whole pipeline
+  model      the bare model (the engine's tracker on model inputs already on the device) and the whole pipeline
              with it (TrackRun, soft edge): end-to-end frames/s against the bare model's
   sam2       sam2's own SAM2VideoPredictor (init_state on a folder of model-size JPEGs, then
              propagate_in_video) on the same frames, in a process of its own, against the end-to-end run
@@ -37,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -157,6 +157,11 @@ def checkpoint(work: str, config: str) -> str:
     return path if os.path.exists(path) else save_random_checkpoint(path, config, seed=0)
 
 
+def column_of(args, width: int, height: int) -> str:
+    model = MODEL_LABELS.get(args.model_config, args.model_config) + (" compiled" if args.compile else "")
+    return f"{model} @{args.image_size}, {width}x{height}"
+
+
 def standin_logits(grid: int) -> np.ndarray:
     """(grid, grid) logits of a person-sized object: an upright ellipse (~13 % of the frame) with a soft rim."""
     y, x = (np.mgrid[:grid, :grid] + 0.5) / grid
@@ -187,17 +192,29 @@ def bench_job(pattern: str, count: int, out: str, edge: str, args, width: int, h
 
 
 # --- the stand-in engine (this benchmark only) -------------------------------------------------------------
+class StandInEngine:
+    """An engine (core/engine/interface.py) whose tracker returns fixed logits at once: TrackRun timed without the
+    model. Only this benchmark builds one."""
+
+    name, family, sha256 = "stand-in", "stand-in", "0" * 64
+
+    def __init__(self, image_size: int, device):
+        import torch
+
+        self.image_size, self.mask_size, self.device = image_size, image_size // 4, torch.device(device)
+
+    def tracker(self, images, num_frames: int):
+        return StandInTracker(images, self.mask_size, self.device)
+
+
 class StandInTracker:
-    """Takes StreamingTracker's place: pulls each frame's tensor from the feed onto the device as sam2 does,
-    and returns fixed logits at once, so a TrackRun is timed without the model."""
+    """Pulls each frame's tensor from the feed onto the device as sam2 does, and returns fixed logits."""
 
     reach = 16
 
-    def __init__(self, predictor, images, num_frames, device=None):
-        import torch
-
-        self.images, self.device = images, torch.device(device or "cpu")
-        self.logits = standin_logits(predictor.image_size // 4)
+    def __init__(self, images, mask_size: int, device):
+        self.images, self.device = images, device
+        self.logits = standin_logits(mask_size)
         self.objects = []
 
     def add_prompt(self, index, obj, prompt):
@@ -209,36 +226,14 @@ class StandInTracker:
         for index in range(start, stop + step, step):
             yield self._frame(index)
 
+    def close(self) -> None:
+        self.images = None
+
     def _frame(self, index):
         from mattebridge.core.engine.tracker import TrackerOutput
 
         self.images[index].to(self.device).float()
         return TrackerOutput(index, {o: self.logits for o in self.objects}, {o: 8.0 for o in self.objects}, {})
-
-
-@contextlib.contextmanager
-def standin_engine():
-    """StreamingTracker replaced by the stand-in wherever the pipeline looks it up, in this process only."""
-    from mattebridge.core.engine import tracker
-    from mattebridge.core.track import run
-
-    real = tracker.StreamingTracker
-    patched = [m for m in (tracker, run) if getattr(m, "StreamingTracker", None) is real]
-    for module in patched:
-        module.StreamingTracker = StandInTracker
-    try:
-        yield
-    finally:
-        for module in patched:
-            module.StreamingTracker = real
-
-
-def standin_model(args):
-    import torch
-
-    from mattebridge.core.engine.models import LoadedModel
-
-    return LoadedModel("stand-in", "0" * 64, SimpleNamespace(image_size=args.image_size), torch.device(args.device))
 
 
 # --- the pipeline parts -------------------------------------------------------------------------------------
@@ -253,7 +248,7 @@ def pipeline(args, table: Table) -> None:
     from mattebridge.core.paths import UNCONFINED
     from mattebridge.core.track.clip import prepare_clip
     from mattebridge.core.track.outputs import OutputFiles, check_outputs
-    from mattebridge.core.track.post import MattePost
+    from mattebridge.core.track.post import MattePost, WriterPool, default_writers
     from mattebridge.core.track.run import TrackRun, refine_device
     from mattebridge.core.wire.sequence import FrameRange, frame_path
 
@@ -262,7 +257,7 @@ def pipeline(args, table: Table) -> None:
     logits = standin_logits(grid)
     model = None
     for width, height in args.sizes:
-        column = f"{MODEL_LABELS.get(args.model_config, args.model_config)} @{size}, {width}x{height}"
+        column = column_of(args, width, height)
         pattern = plates(args.work, width, height, n)
         frames = FrameRange(FIRST, FIRST + n - 1)
         clip = prepare_clip(pattern, frames, colorspace="ACEScg")
@@ -288,7 +283,7 @@ def pipeline(args, table: Table) -> None:
         if "feed" in args.parts:
 
             def feed():
-                feed = ModelFeed(list(frames), clip.read, size, clip.transform)
+                feed = ModelFeed(list(frames), clip.read, size, clip.transform, device=device)
                 try:
                     for i in range(n):
                         feed[i].to(device).float()
@@ -311,21 +306,33 @@ def pipeline(args, table: Table) -> None:
             )
 
             def write():
+                """As TrackRun writes: logits in frame order here, encoding on the writer pool."""
                 post.new_pass()
-                for i, f in enumerate(frames):
-                    post.write(f, TrackerOutput(i, {"hero": logits}, {"hero": 8.0}, {}))
+                writers = WriterPool(default_writers())
+                try:
+                    for i, f in enumerate(frames):
+                        writers.submit(post.encode, post.logits(f, TrackerOutput(i, {"hero": logits}, {"hero": 8.0})))
+                        while writers.ready():
+                            writers.take()
+                    while len(writers):
+                        writers.take()
+                finally:
+                    writers.close()
 
             wall, c = timed_rounds(write, rounds, n, device)
-            table.add(f"writer alone (MattePost, {edge} edge): frames/s", column, fps(wall))
+            table.add(
+                f"writer alone (MattePost, {default_writers()} writer threads, {edge} edge): frames/s",
+                column,
+                fps(wall),
+            )
             table.add(f"writer alone, {edge} edge: CPU ms/frame", column, ms(c))
 
         for edge in ("soft", "raw") if "stand-in" in args.parts else ():
             run_job = job(edge, f"standin-{edge}")
 
             def standin():
-                with standin_engine():
-                    for _ in TrackRun(run_job, clip, standin_model(args)):
-                        pass
+                for _ in TrackRun(run_job, clip, StandInEngine(size, device)):
+                    pass
 
             wall, cpu[edge] = timed_rounds(standin, rounds, n, device)
             table.add(f"whole pipeline, stand-in engine, {edge} edge: frames/s", column, fps(wall))
@@ -349,13 +356,13 @@ def pipeline(args, table: Table) -> None:
             table.add("end-to-end (TrackRun, soft edge, the model): frames/s", column, fps(e2e))
 
         if "model" in args.parts:
-            feed = ModelFeed(list(frames), clip.read, size, clip.transform)
+            feed = ModelFeed(list(frames), clip.read, size, clip.transform, device=model.device)
             try:
-                inputs = [feed[i].to(model.device) for i in range(n)]
+                inputs = [feed[i] for i in range(n)]
             finally:
                 feed.close()
             bare, _ = timed_rounds(lambda: bare_model(model, inputs), rounds, n, device)
-            table.add("bare model (StreamingTracker on inputs already on the device): frames/s", column, fps(bare))
+            table.add("bare model (its tracker on inputs already on the device): frames/s", column, fps(bare))
             table.add("**end-to-end / bare model frames/s** (goal >= 0.9 on a GPU)", column, ratio(bare, e2e))
 
         if "sam2" in args.parts:
@@ -378,20 +385,29 @@ def load_bench_model(args):
     from mattebridge.core.engine.models import load_model
 
     path = checkpoint(args.work, args.model_config)
-    model = load_model(checkpoint=path, config=args.model_config, image_size=args.image_size, device=args.device)
+    model = load_model(
+        checkpoint=path,
+        config=args.model_config,
+        image_size=args.image_size,
+        device=args.device,
+        compile=args.compile,
+    )
     bare_model(model, [torch.zeros(3, args.image_size, args.image_size, device=model.device)] * 2)
     return model
 
 
 def bare_model(model, inputs) -> None:
-    """sam2 through StreamingTracker, on model inputs already on the device: the model and nothing else."""
-    from mattebridge.core.engine.tracker import ObjectPrompt, StreamingTracker
+    """The engine's own tracker (StreamingTracker for SAM 2.1) on model inputs already on the device: the model and
+    nothing else."""
+    from mattebridge.core.engine.tracker import ObjectPrompt
 
-    tracker = StreamingTracker(model.predictor, inputs, len(inputs), model.device)
-    click = ObjectPrompt(points=np.array([CLICK_AT], np.float32), labels=np.array([1], np.int32))
-    tracker.add_prompt(0, "hero", click)
-    for _ in tracker.propagate(0, len(inputs) - 1):
-        pass
+    tracker = model.tracker(inputs, len(inputs))
+    try:
+        tracker.add_prompt(0, "hero", ObjectPrompt(points=np.array([CLICK_AT], np.float32), labels=np.array([1])))
+        for _ in tracker.propagate(0, len(inputs) - 1):
+            pass
+    finally:
+        tracker.close()
 
 
 def write_jpegs(clip, frames, size: int, folder: str) -> None:
@@ -420,6 +436,7 @@ def sam2_one(args) -> dict:
         checkpoint(args.work, args.model_config),
         device=str(device),
         hydra_overrides_extra=[f"++model.image_size={args.image_size}"],
+        vos_optimized=args.compile,
     )
     n = len([f for f in os.listdir(args.jpegs) if f.endswith(".jpg")])
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
@@ -442,9 +459,10 @@ def sam2_one(args) -> dict:
 
 
 def child(args, mode: str, *extra) -> dict:
-    """Run a mode in a fresh process (its own peak memory, no patches of ours); its last stdout line is JSON."""
+    """Run a mode in a fresh process (its own peak memory, no patches of ours, sam2's progress bars off); its last
+    stdout line is JSON."""
     cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, *common_flags(args), *extra]
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ, TQDM_DISABLE="1"))
     if done.returncode:
         raise SystemExit(f"{mode}: child process failed (exit {done.returncode}): {' '.join(cmd)}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -468,13 +486,13 @@ def common_flags(args):
         args.work,
         "--edge",
         args.edge,
-    ]
+    ] + (["--compile"] if args.compile else [])
 
 
 # --- memory: a whole run per length, each in its own process -----------------------------------------------
 def memory(args, table: Table) -> None:
     width, height = args.sizes[0]
-    column = f"{MODEL_LABELS.get(args.model_config, args.model_config)} @{args.image_size}, {width}x{height}"
+    column = column_of(args, width, height)
     plates(args.work, width, height, max(args.memory_frames))
     checkpoint(args.work, args.model_config)
     for count in args.memory_frames:
@@ -541,7 +559,7 @@ def clicks(args, table: Table) -> None:
     from mattebridge.core.wire.client import Client
 
     width, height = args.sizes[0]
-    column = f"{MODEL_LABELS.get(args.model_config, args.model_config)} @{args.image_size}, {width}x{height}"
+    column = column_of(args, width, height)
     pattern = plates(args.work, width, height, args.frames)
     last = FIRST + args.frames - 1
 
@@ -609,6 +627,7 @@ def main() -> int:
     p.add_argument("--image-size", type=int, help="the model's input size (default 256 on CPU, 1024 on CUDA)")
     p.add_argument("--model-config", default="sam2.1_hiera_t", help="random weights of this sam2 config")
     p.add_argument("--parts", default=",".join(PARTS), help=f"pipeline mode: which of {', '.join(PARTS)}")
+    p.add_argument("--compile", action="store_true", help="the model as `--compile` builds it (CUDA and Triton)")
     p.add_argument("--edge", default="soft", help="memory mode: the edge of the whole runs")
     p.add_argument("--memory-frames", default="100,1000", help="memory mode: run lengths")
     p.add_argument("--clicks", type=int, default=10, help="clicks mode: cached clicks per frame (3 frames)")
