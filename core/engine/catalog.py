@@ -29,7 +29,7 @@ HUB_FILES = ["*.json", "*.safetensors"]  # config, processor settings, weights; 
 class CatalogEntry:
     name: str  # what --model takes
     family: str
-    engine: str  # "sam2" (the sam2 package) or "transformers"
+    engine: str  # "sam2" (the sam2 package), "transformers" (a tracker) or "matting" (`--edge matte`)
     licence: str
     source: str
     size: str  # published size
@@ -100,7 +100,9 @@ HUB_ENTRIES = [
 
 
 def catalogue() -> Dict[str, CatalogEntry]:
-    return {e.name: e for e in _sam2_entries() + HUB_ENTRIES}
+    from mattebridge.core.engine.matting_model import MATTING_ENTRIES  # `--edge matte`'s models (engine "matting")
+
+    return {e.name: e for e in _sam2_entries() + HUB_ENTRIES + MATTING_ENTRIES}
 
 
 def entry(name: str) -> CatalogEntry:

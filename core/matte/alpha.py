@@ -32,3 +32,22 @@ def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw",
         cell = max(1, round(max(geometry.display[2], geometry.display[3]) / logits.shape[0]))
         alpha = refine_alpha(alpha, guide, radius=cell, band=cell, device=device)
     return alpha
+
+
+def matted_alpha(logits, geometry: Geometry, plate_rgb, display, predict, previous=None, tile=512, device=None):
+    """`--edge matte`: (alpha, BandStats). The sigmoid of the logits outside the trimap's unknown band, a
+    matting model's prediction inside it at full plate resolution (core/matte/trimap.py, matting.py).
+
+    previous: the object's logits on the frame before in the pass (None: first frame), for the motion
+    widening; display: plate RGB -> the tracker's display view; predict: the model (matting.matte_band).
+    """
+    from mattebridge.core.matte.matting import matte_band
+    from mattebridge.core.matte.trimap import cell_pixels, motion_cells, trimap
+
+    logits = np.asarray(logits, np.float32)
+    up = logits_over_data_window(logits, geometry)
+    cell = cell_pixels(geometry.display_size, logits.shape[0])
+    moved = motion_cells(logits, None if previous is None else np.asarray(previous, np.float32))
+    motion = logits_over_data_window(moved * cell, geometry) if moved.any() else None
+    base = (1.0 / (1.0 + np.exp(-np.clip(up, -60, 60)))).astype(np.float32)
+    return matte_band(base, trimap(up, cell, motion), plate_rgb, display, predict, tile=tile, device=device)
