@@ -77,7 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--edge",
         default="soft",
         choices=EDGE_MODES,
-        help="soft: refined against the plate; raw: sigmoid of the model's logits; hard: logits > 0",
+        help="soft: refined against the plate; raw: sigmoid of the model's logits; hard: logits > 0; matte: a "
+        "matting model (ViTMatte) predicts alpha in the edge band at full plate resolution",
+    )
+    t.add_argument(
+        "--matte-model",
+        metavar="NAME|DIR",
+        help="--edge matte's model: a catalogue name (default vitmatte-small-composition-1k) or a ViTMatte folder",
+    )
+    t.add_argument(
+        "--matte-tile",
+        type=int,
+        default=512,
+        metavar="PX",
+        help="--edge matte: tile side (multiple of 32, default 512); bounds the matting pass's memory",
     )
     t.add_argument(
         "--fill-holes",
@@ -99,7 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: layers + Cryptomatte",
     )
     t.add_argument("--report", metavar="FILE", help="QC table of frames to check first: FILE.json and FILE.csv")
-    t.add_argument("--cutout", metavar="PATTERN", help="also write the plate premultiplied by the matte")
+    t.add_argument(
+        "--cutout",
+        metavar="PATTERN",
+        help="also write the plate premultiplied by the matte (--edge matte: the estimated foreground colour)",
+    )
+    t.add_argument(
+        "--foreground",
+        metavar="PATTERN",
+        help="also write the estimated foreground colour x the matte (RGBA premultiplied, linear: no background "
+        "spill in hair; needs the matting extra)",
+    )
     t.add_argument(
         "--matte-channels",
         default="A",
@@ -196,6 +219,9 @@ def cmd_track(args) -> int:
         layout=args.layout,
         report=args.report,
         cutout=args.cutout,
+        foreground=args.foreground,
+        matte_model=args.matte_model,
+        matte_tile=args.matte_tile,
         channels=args.matte_channels,
         force=args.force,
         prompts_file=args.prompts,
@@ -380,7 +406,13 @@ def cmd_farm(args) -> int:
 
 
 # Wire field -> the command-line flag that sets it, where the names differ ("--" + field otherwise).
-FLAGS = {"channels": "--matte-channels", "pattern": "plate", "fill_holes": "--fill-holes"}
+FLAGS = {
+    "channels": "--matte-channels",
+    "pattern": "plate",
+    "fill_holes": "--fill-holes",
+    "matte_tile": "--matte-tile",
+    "matte_model": "--matte-model",
+}
 
 
 def cli_message(e: MatteBridgeError) -> str:

@@ -13,5 +13,5 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "${MATTEBRIDGE_TORCH:-torch==2.13.0}" ${MATTEBRIDGE_TORCH_INDEX:+--index-url "$MATTEBRIDGE_TORCH_INDEX"}
 "$venv/bin/python" -c "import sam2" 2>/dev/null ||
   SAM2_BUILD_CUDA=${SAM2_BUILD_CUDA:-0} "${pip[@]}" --no-build-isolation --no-deps "sam2==1.1.0"
-"${pip[@]}" -e ".[server,dev,picker,farm,trackers]"
+"${pip[@]}" -e ".[server,dev,picker,farm,trackers,matting]"
 "$venv/bin/python" -c "import torch, sam2, OpenImageIO, PyOpenColorIO, zmq; print('mattebridge environment ready: torch', torch.__version__, '| CUDA', torch.cuda.is_available())"

@@ -387,6 +387,8 @@ def job_from_content(clip: ServerClip, content: dict, roots: Roots) -> TrackJob:
         layout=field_of(content, "layout", str, "files"),
         report=field_of(content, "report", str, None),
         cutout=field_of(content, "cutout", str, None),
+        foreground=field_of(content, "foreground", str, None),
+        matte_tile=field_of(content, "matte_tile", int, 512),
         channels=field_of(content, "channels", str, "A"),
         force=field_of(content, "force", bool, False),
         colorspace=t.colorspace,

@@ -27,7 +27,10 @@ class TrackJob:
     stabilize: Optional[bool] = None  # temporal smoothing of still regions; None: for soft and hard edges, not raw
     layout: str = "files"  # files: one EXR per object; layers: <object>.A in one EXR; cryptomatte: + Cryptomatte
     report: Optional[str] = None  # QC table: <report>.json and <report>.csv
-    cutout: Optional[str] = None  # premultiplied plate RGB x alpha pattern
+    cutout: Optional[str] = None  # premultiplied plate RGB x alpha pattern (edge matte: estimated foreground colour)
+    foreground: Optional[str] = None  # RGBA pattern: estimated foreground colour x alpha, premultiplied, linear
+    matte_model: Optional[str] = None  # edge matte: a catalogue name or a ViTMatte folder (None: the default)
+    matte_tile: int = 512  # edge matte: tile side in px, bounds the matting pass's memory
     channels: str = "A"  # A, or RGBA (layout files only)
     force: bool = False  # recompute frames already written by the same job
     prompts_file: Optional[str] = None  # where the prompts came from (an input: never overwritten)
@@ -63,7 +66,9 @@ def check_job(job: TrackJob) -> None:
         raise FieldError("channels", f" {job.channels!r}: expected one of {', '.join(MATTE_CHANNELS)}")
     if job.channels == "RGBA" and job.layout != "files":
         raise FieldError("channels", " RGBA: only with the files layout")
-    for name, pattern in (("out", job.out), ("cutout", job.cutout)):
+    if job.matte_tile < 160 or job.matte_tile % 32:
+        raise FieldError("matte_tile", f" {job.matte_tile}: expected a multiple of 32, at least 160")
+    for name, pattern in (("out", job.out), ("cutout", job.cutout), ("foreground", job.foreground)):
         if pattern and not has_frame_token(pattern) and len(job.frames) > 1:
             raise FieldError(name, f" {pattern}: needs a frame token (####, %04d or @) for a range of frames")
     if job.out and job.layout == "files" and len(job.prompts.objects) > 1 and "{object}" not in job.out:

@@ -35,6 +35,8 @@ def job_outputs(job: "TrackJob"):
                 yield "out", path
         if job.cutout:
             yield "cutout", frame_path(job.cutout, frame)
+        if job.foreground:
+            yield "foreground", frame_path(job.foreground, frame)
     for path in report_paths(job) if job.report else ():
         yield "report", path
 

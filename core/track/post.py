@@ -43,13 +43,22 @@ class FrameLogits:
     logits: Dict[str, Optional[np.ndarray]]  # object -> (L, L) logits, None where the model gave none
     scores: Dict[str, float]
     ious: Dict[str, float]
+    alphas: Optional[Dict[str, np.ndarray]] = None  # edge matte: the mattes, made and smoothed in frame order
+    plate: Optional[object] = None  # the plate read for them (encode reuses it)
 
 
 class MattePost:
     """Logits -> mattes on disk: stabilise, fill holes, edge mode, layout, QC and cut-outs."""
 
     def __init__(
-        self, job: TrackJob, grid: int, clip: PreparedClip, device, files: OutputFiles, metadata: Dict[str, object]
+        self,
+        job: TrackJob,
+        grid: int,
+        clip: PreparedClip,
+        device,
+        files: OutputFiles,
+        metadata: Dict[str, object],
+        matting=None,
     ):
         from mattebridge.core.matte.confidence import QCReport
         from mattebridge.core.matte.temporal import TemporalSmoother
@@ -58,11 +67,18 @@ class MattePost:
         self.files = files
         self.smoothers = {o: TemporalSmoother(logits=True, radius=1) for o in job.prompts.objects}
         self.report = QCReport() if job.report else None
+        # edge matte: the matting model (engine.matting_model.MattingModel); each object's logits on the frame
+        # before (the trimap's motion widening); full-resolution smoothing after the matting pass
+        self.matting, self.tiles_run = matting, 0  # tiles the matting model saw, over the run
+        self._previous: Dict[str, np.ndarray] = {}
+        self.alpha_smoothers: Dict[str, object] = {}
         self._report_lock = threading.Lock()  # writers record QC from their threads
 
     def new_pass(self) -> None:
         for smoother in self.smoothers.values():
             smoother.reset()
+        self._previous.clear()
+        self.alpha_smoothers.clear()
 
     def paths(self, frame: int) -> Dict[str, str]:
         """The frame's matte files, resolved and checked as they are about to be opened."""
@@ -89,6 +105,9 @@ class MattePost:
             for obj in self.job.prompts.objects:
                 if obj in result.logits:
                     self.smoothers[obj](result.logits[obj])
+        # edge matte: the full-resolution smoothing is not replayed for a frame already on disk; it restarts
+        self._previous.clear()
+        self.alpha_smoothers.clear()
 
     def reuse(self, frame: int, keep_mattes: bool = False) -> "FrameOutcome":
         """A frame already on disk: its outcome (QC record, mattes when kept) from the files."""
@@ -126,7 +145,40 @@ class MattePost:
                 scores[obj] = round(result.scores[obj], 4)
                 if result.ious and obj in result.ious:
                     ious[obj] = round(result.ious[obj], 4)
-        return FrameLogits(frame, result is not None, logits, scores, ious)
+        step = FrameLogits(frame, result is not None, logits, scores, ious)
+        if self.job.edge == "matte" and any(v is not None for v in logits.values()):
+            self._matte(step)
+        return step
+
+    def _matte(self, step: "FrameLogits") -> None:
+        """Edge matte, in frame order: the matting pass on each object's band, then temporal smoothing of the
+        full-resolution alpha (still edges calmed, moving ones passed through: core/matte/temporal.py)."""
+        from mattebridge.core.matte.alpha import matted_alpha
+        from mattebridge.core.matte.temporal import TemporalSmoother
+        from mattebridge.core.matte.trimap import cell_pixels
+
+        geometry = self.clip.geometry[step.frame]
+        step.plate, step.alphas = self.clip.read(step.frame), {}
+        for obj, logits in step.logits.items():
+            if logits is None:
+                self._previous.pop(obj, None)
+                continue
+            alpha, stats = matted_alpha(
+                logits,
+                geometry,
+                step.plate.pixels,
+                self.clip.transform.apply,
+                self.matting.predict,
+                self._previous.get(obj),
+                self.job.matte_tile,
+                self.matting.device,
+            )
+            self._previous[obj] = logits
+            self.tiles_run += stats.run
+            if smooths(self.job):
+                radius = round(1.5 * cell_pixels(geometry.display_size, logits.shape[0]))
+                alpha = self.alpha_smoothers.setdefault(obj, TemporalSmoother(radius=radius))(alpha)
+            step.alphas[obj] = alpha
 
     def encode(self, step: "FrameLogits", keep_mattes: bool = False) -> "FrameOutcome":
         """Logits -> the frame's files (edge against the plate, QC, EXRs); safe on any thread, any order."""
@@ -136,11 +188,17 @@ class MattePost:
         )
 
         job, frame, geometry = self.job, step.frame, self.clip.geometry[step.frame]
-        plate = self.clip.read(frame) if job.edge == "soft" or job.cutout else None
+        plate = step.plate
+        if plate is None and (job.edge == "soft" or job.cutout or job.foreground):
+            plate = self.clip.read(frame)
         mattes, scores, ious = {}, step.scores, step.ious
         for obj, logits in step.logits.items():
             if logits is None:
                 mattes[obj] = np.zeros((geometry.data[3], geometry.data[2]), np.float32)
+            elif step.alphas is not None and obj in step.alphas:
+                mattes[obj] = step.alphas[obj]
+                if job.layout != "cryptomatte":
+                    mattes[obj] = mattes[obj].astype(np.float16).astype(np.float32)
             else:
                 mattes[obj] = alpha_from_logits(
                     logits, geometry, job.edge, plate.pixels if plate else None, self.device
@@ -173,11 +231,21 @@ class MattePost:
                 channels.update(cryptomatte_channels("CryptoObject", mattes))
                 standard, pixel_type = cryptomatte_metadata("CryptoObject", list(mattes)), "float"
             write_matte(paths["*"], channels, geometry, meta, pixel_type, standard)
-        if job.cutout:
-            coverage = np.clip(sum(mattes.values()), 0, 1)
-            rgb = plate.pixels * coverage[..., None]  # the plate's own colour space, untouched otherwise
+        coverage = np.clip(sum(mattes.values()), 0, 1) if job.cutout or job.foreground else None
+        estimated = None
+        if job.foreground or (job.cutout and job.edge == "matte"):  # hair without the background's spill
+            from mattebridge.core.matte.foreground import premultiplied
+
+            estimated = premultiplied(plate.pixels, coverage, job.matte_tile)
+        for pattern, name in ((job.cutout, "cutout"), (job.foreground, "foreground")):
+            if not pattern:
+                continue
+            if estimated is not None and (name == "foreground" or job.edge == "matte"):
+                rgb = estimated
+            else:
+                rgb = plate.pixels * coverage[..., None]
             write_matte(
-                self.files.path(frame_path(job.cutout, frame), "cutout"),
+                self.files.path(frame_path(pattern, frame), name),
                 {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "A": coverage},
                 geometry,
                 meta,

@@ -55,6 +55,7 @@ def run_track(
     clip = prepare_clip(job.plate, job.frames, layer=job.layer, colorspace=job.colorspace, ocio=job.ocio, view=job.view)
     job.prompts.check(job.frames, lambda frame: clip.geometry[frame].display_size)
     inputs = check_outputs(job, clip)  # before the model loads: a bad --out fails at once, not after a minute
+    matting = load_matting(job, None) if job.edge == "matte" else None  # a missing matting model: before the tracker
     model = load_model(
         job.model,
         checkpoint=job.checkpoint,
@@ -68,7 +69,10 @@ def run_track(
         f"input {model.image_size}px; "
         f"colour {clip.transform.colorspace} -> {clip.transform.display}/{clip.transform.view}"
     )
-    run = TrackRun(job, clip, model, inputs=inputs)
+    if matting is not None:
+        matting.model.to(model.device)
+        matting.device = model.device
+    run = TrackRun(job, clip, model, inputs=inputs, matting=matting)
     for outcome in run:
         if progress:
             progress(run.stats.frames_written + run.stats.frames_skipped, len(job.frames), outcome.frame)
@@ -97,13 +101,17 @@ class TrackRun:
         paths: PathPolicy = UNCONFINED,
         inputs: Optional[InputSet] = None,
         writers: Optional[int] = None,
+        matting=None,
     ):
         self.job, self.clip, self.model, self.keep_mattes, self.paths = job, clip, model, keep_mattes, paths
         self.writers = writers or default_writers()
         self._lock = threading.Lock()  # writers add to stats.seconds
         self.stats = TrackStats()
-        self.key = job_key(job, clip, model)
         files = OutputFiles(paths, inputs or check_outputs(job, clip, paths))
+        if job.edge == "matte" and matting is None:
+            matting = load_matting(job, model.device)
+        self.matting = matting if job.edge == "matte" else None
+        self.key = job_key(job, clip, model, self.matting)
         self.post = MattePost(
             job,
             grid=model.mask_size,
@@ -120,7 +128,9 @@ class TrackRun:
                 "layer": job.layer or "",
                 "jobKey": self.key,
                 **clip.transform.describe(),
+                **({"matteModel": self.matting.name, "matteModelSHA256": self.matting.sha256} if self.matting else {}),
             },
+            matting=self.matting,
         )
         self._steps = self._run()
 
@@ -137,7 +147,8 @@ class TrackRun:
         """The frame's output files, resolved and checked."""
         job = self.job
         paths = list(self.post.paths(frame).values()) if job.out else []
-        return paths + ([self.post.files.path(frame_path(job.cutout, frame), "cutout")] if job.cutout else [])
+        extra = [(job.cutout, "cutout"), (job.foreground, "foreground")]
+        return paths + [self.post.files.path(frame_path(p, frame), name) for p, name in extra if p]
 
     def _done(self, frame: int) -> bool:
         from mattebridge.core.image.matte_io import read_metadata
@@ -263,7 +274,15 @@ def _span(a: int, b: int) -> set:
     return set(range(min(a, b), max(a, b) + 1))
 
 
-def job_key(job: TrackJob, clip: PreparedClip, model) -> str:
+def load_matting(job: TrackJob, device):
+    """`--edge matte`'s model on the tracker's device: job.matte_model is a folder, a catalogue name, or None."""
+    from mattebridge.core.engine.matting_model import DEFAULT_MATTE_MODEL, load_matting_model
+
+    name = job.matte_model or DEFAULT_MATTE_MODEL
+    return load_matting_model(name, name if os.path.isdir(name) else None, device)
+
+
+def job_key(job: TrackJob, clip: PreparedClip, model, matting=None) -> str:
     """What produced a matte, hashed: a file with the same key (and plate stamp) need not be redone."""
     doc = {
         "version": __version__,
@@ -283,4 +302,8 @@ def job_key(job: TrackJob, clip: PreparedClip, model) -> str:
         "cutout": bool(job.cutout),
         "colour": clip.transform.describe(),
     }
+    if job.foreground:
+        doc["foreground"] = True
+    if matting is not None:  # only then: keys of other edge modes stay what they were (their files resume)
+        doc.update(matteModel=matting.sha256, matteTile=job.matte_tile)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]

@@ -4,7 +4,8 @@ Argparse `choices`, the server's checks and the plugins read these; the Nuke and
 pure-Python copies (they cannot import from here in every host), which tests compare with these.
 """
 
-EDGE_MODES = ("soft", "raw", "hard")  # soft: refined against the plate; raw: sigmoid of the logits; hard: > 0
+# soft: refined against the plate; raw: sigmoid of the logits; hard: > 0; matte: a matting model on the edge band
+EDGE_MODES = ("soft", "raw", "hard", "matte")
 DIRECTIONS = ("forward", "backward", "both")
 LAYOUTS = ("files", "layers", "cryptomatte")  # one EXR per object; <object>.A in one EXR; + Cryptomatte
 MATTE_CHANNELS = ("A", "RGBA")  # RGBA: the matte in R, G, B and A (Blender's Mask modifier reads min(R, G, B))

@@ -16,7 +16,7 @@ from .nukehost import DEFAULT_ADDRESS
 
 PLUGIN_VERSION = "1"
 DEFAULT_CACHE = "[file dirname [value root.name]]/mattebridge/[value this.name]"
-EDGE_MODES = ["soft", "raw", "hard"]  # mattebridge.core.wire.vocabulary.EDGE_MODES (a test compares them)
+EDGE_MODES = ["soft", "raw", "hard", "matte"]  # mattebridge.core.wire.vocabulary.EDGE_MODES (a test compares them)
 OUTPUTS = ["channel", "layer per object"]
 MISSING = ["black", "error"]
 POINTS_PER_KIND = 6  # point knobs per object and kind (shown one by one with "+ point" / "- point")
