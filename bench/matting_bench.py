@@ -99,9 +99,7 @@ def chatter(frames=12):
                 diffs.append(np.abs(a - last)[(gt > 0.01) & (gt < 0.99)].mean())
             last = a
         out[mode] = float(np.mean(diffs))
-    print(
-        f"chatter on a still edge (mean |dA| per frame in the edge band): soft {out['soft']:.5f}, matte {out['matte']:.5f}"
-    )
+    print(f"chatter on a still edge (mean |dA| a frame, edge band): soft {out['soft']:.5f}, matte {out['matte']:.5f}")
 
 
 def quality(folder):
