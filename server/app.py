@@ -285,7 +285,8 @@ class Server:
                 "device": str(m.device),
                 "image_size": m.image_size,
                 "family": m.family,
-                "models": [r["name"] for r in catalog.listing() if r["present"]],  # what --model could load here
+                # what --model could load here (matting models refine edges; they do not track)
+                "models": [r["name"] for r in catalog.listing() if r["present"] and r["engine"] != "matting"],
                 "capabilities": CAPABILITIES,
                 "host": socket.gethostname(),
                 "heartbeat_interval": round(self.client_timeout / 4, 3),

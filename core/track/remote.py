@@ -44,6 +44,8 @@ def track_on_server(
             cutout=job.cutout,
             prompts=prompts.to_json(),
             force=job.force,
+            foreground=job.foreground,
+            matte_tile=job.matte_tile,
         )
         try:
             for result in run:

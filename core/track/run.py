@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import time
 from typing import Callable, List, Optional
 
 from mattebridge.core import __version__
+from mattebridge.core.engine.matting_model import DEFAULT_MATTE_MODEL, load_matting_model
 from mattebridge.core.paths import UNCONFINED, InputSet, PathPolicy
 from mattebridge.core.track.clip import PreparedClip, engine_prompts, prepare_clip
 from mattebridge.core.track.job import TrackJob, TrackStats, check_job, smooths
@@ -275,11 +277,15 @@ def _span(a: int, b: int) -> set:
 
 
 def load_matting(job: TrackJob, device):
-    """`--edge matte`'s model on the tracker's device: job.matte_model is a folder, a catalogue name, or None."""
-    from mattebridge.core.engine.matting_model import DEFAULT_MATTE_MODEL, load_matting_model
-
+    """`--edge matte`'s model on the tracker's device: job.matte_model is a folder, a catalogue name, or None.
+    The last one loaded is kept: a server's propagations reuse it instead of loading it for every job."""
     name = job.matte_model or DEFAULT_MATTE_MODEL
-    return load_matting_model(name, name if os.path.isdir(name) else None, device)
+    return _matting_model(name, os.path.isdir(name), str(device) if device is not None else None)
+
+
+@functools.lru_cache(maxsize=1)
+def _matting_model(name: str, is_folder: bool, device: Optional[str]):
+    return load_matting_model(name, name if is_folder else None, device)
 
 
 def job_key(job: TrackJob, clip: PreparedClip, model, matting=None) -> str:

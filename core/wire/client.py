@@ -407,6 +407,8 @@ class Clip:
         cutout: Optional[str] = None,
         prompts: Optional[dict] = None,
         force: bool = False,
+        foreground: Optional[str] = None,
+        matte_tile: Optional[int] = None,
     ) -> "Propagation":
         def absolute(p):
             return None if p is None else os.path.abspath(p)
@@ -425,6 +427,8 @@ class Clip:
             "cutout": absolute(cutout),
             "prompts": prompts,
             "force": force,
+            "foreground": absolute(foreground),
+            "matte_tile": matte_tile,
         }
         return Propagation(self.client, content)
 
