@@ -18,7 +18,7 @@
 #   1. tiny at 1080p and 4K: floor (decode + encode), feed, writer, whole pipeline with a stand-in engine (CPU per
 #      frame / floor), bare model, end-to-end, bare SAM2VideoPredictor (sam2's init_state + propagate_in_video)
 #   2. base+ at 1080p and 4K: bare model, end-to-end, bare SAM2VideoPredictor
-#   3. click -> matte latency from a real server (bench/server_bench.py's), 4K, tiny: idle and during another
+#   3. click -> matte latency from a real `mattebridge serve`, 4K, tiny: idle and during another
 #      client's propagation, features cached and first clicks
 #   4. peak GPU memory (torch.cuda.max_memory_allocated) of whole runs of 100 and 1000 frames, 1080p, tiny
 set -uo pipefail
