@@ -44,7 +44,7 @@ def start_server(args, folder):
     cmd = [
         sys.executable,
         "-m",
-        "mattebridge.cli.main",
+        "mattebridge.cli",
         "serve",
         "--bind",
         address,
