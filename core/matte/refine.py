@@ -180,7 +180,7 @@ def refine_alpha(
     inside = alpha > 0.5
     out = inside.astype(np.float32)
     edge = contour(inside)
-    tile = max(TILE, band)
+    tile = max(TILE, band, 4 * radius)  # a tile at least twice its halo: (t + 4r)^2 / t^2 <= 4 times the work
     ty, tx = edge_tiles(edge, band, tile)
     h, w = alpha.shape
     chunk = CHUNK_CPU if device is None else CHUNK_DEVICE
