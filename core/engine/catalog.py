@@ -139,14 +139,6 @@ def listing() -> List[dict]:
     ]
 
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: str, repo: str, revision: str) -> dict:
     """Record the commit and every file's size and SHA-256 (the identity a matte header carries)."""
     files = {}
@@ -155,7 +147,7 @@ def write_manifest(folder: str, repo: str, revision: str) -> dict:
             path = os.path.join(root, n)
             rel = os.path.relpath(path, folder)
             if rel != MANIFEST:
-                files[rel] = {"size": os.path.getsize(path), "sha256": sha256_of(path)}
+                files[rel] = {"size": os.path.getsize(path), "sha256": models.sha256_of(path)}
     manifest = {"repo": repo, "revision": revision, "files": files}
     with open(os.path.join(folder, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
@@ -183,7 +175,7 @@ def verify_folder(folder: str) -> dict:
         file = os.path.join(folder, rel)
         if not os.path.exists(file) or os.path.getsize(file) != want["size"]:
             raise MatteBridgeError(f"{file}: missing or changed since download; download the model again")
-        if rel.endswith(".safetensors") and sha256_of(file) != want["sha256"]:
+        if rel.endswith(".safetensors") and models.sha256_of(file) != want["sha256"]:
             raise MatteBridgeError(f"{file}: SHA-256 differs from the download's; download the model again")
     return manifest
 
@@ -195,7 +187,7 @@ def check_against_hub(folder: str, expected: Dict[str, Optional[str]]) -> None:
         file = os.path.join(folder, rel)
         if not os.path.exists(file):
             raise MatteBridgeError(f"{rel}: not downloaded")
-        if sha is not None and sha256_of(file) != sha:
+        if sha is not None and models.sha256_of(file) != sha:
             raise MatteBridgeError(f"{rel}: SHA-256 mismatch with the hub's record; the download was discarded")
 
 
@@ -309,7 +301,7 @@ def write_manifest_in_memory(folder: str) -> dict:
     for n in sorted(os.listdir(folder)):
         path = os.path.join(folder, n)
         if n.endswith(".safetensors") and os.path.isfile(path):
-            files[n] = {"size": os.path.getsize(path), "sha256": sha256_of(path)}
+            files[n] = {"size": os.path.getsize(path), "sha256": models.sha256_of(path)}
     if not files:
         raise MatteBridgeError(f"--checkpoint {folder}: no .safetensors weights in the folder")
     return {"files": files}

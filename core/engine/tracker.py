@@ -38,6 +38,14 @@ class TrackerOutput:
     ious: Dict[str, float] = None  # object -> the model's predicted IoU of its mask (absent for mask prompts)
 
 
+def keep_output(obj: str, out: dict, logits: dict, scores: dict, ious: dict) -> None:
+    """One object's stored frame output (sam2's and transformers' share its keys) into the result's dicts."""
+    logits[obj] = out["pred_masks"][0, 0].float().cpu().numpy()
+    scores[obj] = float(out["object_score_logits"].float().flatten()[0])
+    if out.get("iou") is not None:
+        ious[obj] = out["iou"]
+
+
 class StreamingTracker:
     def __init__(self, predictor, images: Sequence, num_frames: int, device=None):
         patches.install()  # a no-op after load_model; here too for predictors built elsewhere
@@ -119,10 +127,7 @@ class StreamingTracker:
             for store in (self.state["temp_output_dict_per_obj"][idx], self.state["output_dict_per_obj"][idx]):
                 out = out or store["cond_frame_outputs"].get(index) or store["non_cond_frame_outputs"].get(index)
             if out is not None:
-                logits[obj] = out["pred_masks"][0, 0].float().cpu().numpy()
-                scores[obj] = float(out["object_score_logits"].float().flatten()[0])
-                if out.get("iou") is not None:
-                    ious[obj] = out["iou"]
+                keep_output(obj, out, logits, scores, ious)
         return TrackerOutput(index, logits, scores, ious)
 
     # --- propagation --------------------------------------------------------------------------

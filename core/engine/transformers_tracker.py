@@ -25,7 +25,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
-from mattebridge.core.engine.tracker import ObjectPrompt, TrackerOutput
+from mattebridge.core.engine.tracker import ObjectPrompt, TrackerOutput, keep_output
 from mattebridge.core.errors import MatteBridgeError
 
 # config.model_type -> (model class, inference session class), all in the model type's modeling module
@@ -281,10 +281,7 @@ class TransformersTracker:
             store = self.session.output_dict_per_obj[idx]
             out = store["cond_frame_outputs"].get(index) or store["non_cond_frame_outputs"].get(index)
             if out is not None:
-                logits[obj] = out["pred_masks"][0, 0].float().cpu().numpy()
-                scores[obj] = float(out["object_score_logits"].float().flatten()[0])
-                if out.get("iou") is not None:
-                    ious[obj] = out["iou"]
+                keep_output(obj, out, logits, scores, ious)
         return TrackerOutput(index, logits, scores, ious)
 
     # --- propagation --------------------------------------------------------------------------
