@@ -356,8 +356,7 @@ json.dump(result, open(sys.argv[-1], "w"))
 
 
 def blender_decode(tmp_path, exr, size, matte_ids, layer="CryptoObject"):
-    if not os.path.exists(BLENDER_PYTHON):
-        pytest.skip(f"no Blender Python at {BLENDER_PYTHON} (scripts/setup-blender.sh)")
+    assert os.path.exists(BLENDER_PYTHON), f"no Blender Python at {BLENDER_PYTHON}: run scripts/setup-blender.sh"
     work = tmp_path / "blender"
     (work / "tmp").mkdir(parents=True)
     script, arg_path, out_path = work / "decode.py", work / "args.json", work / "result.json"
