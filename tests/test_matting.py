@@ -105,7 +105,7 @@ def _scene(h=300, w=420, seed=0):
     rng = np.random.default_rng(seed)
     d = _disc(h, w, 60, 110, 140)
     plate = rng.uniform(0, 1.4, (h, w, 3)).astype(np.float32)
-    base = (1 / (1 + np.exp(d / 3))).astype(np.float32)
+    base = (1 / (1 + np.exp(np.clip(d / 3, -60, 60)))).astype(np.float32)
     return base, trimap(-d / 3 * 4, cell=8), plate
 
 
