@@ -38,6 +38,17 @@ class TrackerOutput:
     ious: Dict[str, float] = None  # object -> the model's predicted IoU of its mask (absent for mask prompts)
 
 
+@contextlib.contextmanager
+def compute_context(device):
+    """How every tracker runs the model: no autograd; bf16 autocast on CUDA (sam2 stores memory in bf16)."""
+    with torch.inference_mode():
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+
 def keep_output(obj: str, out: dict, logits: dict, scores: dict, ious: dict) -> None:
     """One object's stored frame output (sam2's and transformers' share its keys) into the result's dicts."""
     logits[obj] = out["pred_masks"][0, 0].float().cpu().numpy()
@@ -91,15 +102,8 @@ class StreamingTracker:
         """Start from features an earlier tracker computed for frame `index` (same model, same pixels)."""
         self.state["cached_features"] = {index: features}
 
-    # --- compute context -----------------------------------------------------------------------
-    @contextlib.contextmanager
     def _compute(self):
-        with torch.inference_mode():
-            if self.device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    yield
-            else:
-                yield
+        return compute_context(self.device)
 
     # --- prompts ------------------------------------------------------------------------------
     def add_prompt(self, index: int, obj: str, prompt: ObjectPrompt) -> TrackerOutput:

@@ -17,7 +17,6 @@ scaled to S exactly as their `add_inputs_to_inference_session` does.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from collections.abc import Mapping, MutableMapping
 from typing import Dict, Iterator, List, Optional, Sequence
@@ -25,7 +24,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
-from mattebridge.core.engine.tracker import ObjectPrompt, TrackerOutput, keep_output
+from mattebridge.core.engine.tracker import ObjectPrompt, TrackerOutput, compute_context, keep_output
 from mattebridge.core.errors import MatteBridgeError
 
 # config.model_type -> (model class, inference session class), all in the model type's modeling module
@@ -240,14 +239,8 @@ class TransformersTracker:
         self.session.cache.clear_all()
         self.session.cache.cache_vision_features(index, features)
 
-    @contextlib.contextmanager
     def _compute(self):
-        with torch.inference_mode():
-            if self.device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    yield
-            else:
-                yield
+        return compute_context(self.device)
 
     def _object(self, obj: str) -> int:
         new = obj not in self.session._obj_id_to_idx
