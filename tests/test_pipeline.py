@@ -79,6 +79,37 @@ def test_the_pool_writes_the_same_bytes_and_qc_in_the_same_order_as_one_writer(m
     assert len(one) == 2 * 6 + 2 and one == pool  # byte-equal EXRs (headers included), QC JSON and CSV
 
 
+def test_the_feed_and_the_soft_edge_share_one_decode_of_each_frame(model, bedroom_plate, tmp_path, monkeypatch):
+    import mattebridge.core.track.run as run_module
+    from mattebridge.core.track.clip import SharedReads
+
+    written, reads = {}, {}
+    for keep in (None, 0):  # 0: nothing kept, the post decodes every frame again, as before
+        if keep == 0:
+            monkeypatch.setattr(run_module, "SharedReads", lambda read, _: SharedReads(read, 0))
+        folder = tmp_path / f"keep{keep}"
+        run = track_run(model, bedroom_plate, str(folder / "m.####.exr"), 1, prompts=two_objects(), edge="soft")
+        run.clip.read = Counted(run.clip.read)
+        run.post.read_plate = run.clip.read
+        assert [o.frame for o in run] == [1003, 1004, 1005, 1006, 1002, 1001]
+        reads[keep], written[keep] = sorted(f for (f,) in run.clip.read.calls), files(folder)
+        assert run.post.read_plate == run.clip.read  # the run's end lets go of the plates it kept
+    assert reads[None] == list(range(1001, 1007)) and reads[0] == sorted(2 * list(range(1001, 1007)))
+    assert written[None] == written[0]  # the same bytes
+
+
+def test_shared_reads_keep_at_most_their_bound():
+    from mattebridge.core.track.clip import SharedReads
+
+    read = Counted(lambda f: f"plate {f}")
+    shared = SharedReads(read, 2)
+    for f in (1, 2, 3):
+        shared.read(f)
+    assert list(shared._plates) == [2, 3]  # the oldest dropped
+    assert shared.take(3) == "plate 3" and shared.take(1) == "plate 1"  # kept, then decoded again
+    assert [f for (f,) in read.calls] == [1, 2, 3, 1] and list(shared._plates) == [2]
+
+
 def test_a_run_closed_mid_way_leaves_only_complete_files_and_resumes(model, bedroom_plate, tmp_path, monkeypatch):
     from mattebridge.core.image import matte_io
     from mattebridge.core.track import post

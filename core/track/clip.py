@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List
 
@@ -40,6 +42,31 @@ class PreparedClip:
     stamp: Callable[[int], str]  # frame number -> identity of that frame's pixels (for resuming)
     source: str  # what the matte header records as the plate
     inputs: List[str] = field(default_factory=list)  # the resolved plate files (outputs must never be one)
+
+
+class SharedReads:
+    """Each frame's plate decoded once for its two readers: the model's feed (`read`) and the matte post's edge
+    or cut-out step (`take`, on a writer thread, frames later). At most `keep` plates wait between the two, the
+    oldest dropped first (the post then decodes that frame again): memory stays bounded whatever the shot."""
+
+    def __init__(self, read: Callable[[int], Plate], keep: int):
+        self._read, self.keep = read, keep
+        self._plates: "OrderedDict[int, Plate]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, frame: int) -> Plate:
+        plate = self._read(frame)
+        with self._lock:
+            self._plates[frame] = plate
+            self._plates.move_to_end(frame)
+            while len(self._plates) > self.keep:
+                self._plates.popitem(last=False)
+        return plate
+
+    def take(self, frame: int) -> Plate:
+        with self._lock:
+            plate = self._plates.pop(frame, None)
+        return plate if plate is not None else self._read(frame)
 
 
 def file_stamp(path: str) -> str:

@@ -73,6 +73,7 @@ class MattePost:
         self._previous: Dict[str, np.ndarray] = {}
         self.alpha_smoothers: Dict[str, object] = {}
         self._report_lock = threading.Lock()  # writers record QC from their threads
+        self.read_plate = clip.read  # frame -> plate; TrackRun's SharedReads.take reuses the feed's decode
 
     def new_pass(self) -> None:
         for smoother in self.smoothers.values():
@@ -158,7 +159,7 @@ class MattePost:
         from mattebridge.core.matte.trimap import cell_pixels
 
         geometry = self.clip.geometry[step.frame]
-        step.plate, step.alphas = self.clip.read(step.frame), {}
+        step.plate, step.alphas = self.read_plate(step.frame), {}
         for obj, logits in step.logits.items():
             if logits is None:
                 self._previous.pop(obj, None)
@@ -190,7 +191,7 @@ class MattePost:
         job, frame, geometry = self.job, step.frame, self.clip.geometry[step.frame]
         plate = step.plate
         if plate is None and (job.edge == "soft" or job.cutout or job.foreground):
-            plate = self.clip.read(frame)
+            plate = self.read_plate(frame)
         mattes, scores, ious = {}, step.scores, step.ious
         for obj, logits in step.logits.items():
             if logits is None:

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 from mattebridge.core import __version__
 from mattebridge.core.engine.matting_model import DEFAULT_MATTE_MODEL, load_matting_model
 from mattebridge.core.paths import UNCONFINED, InputSet, PathPolicy
-from mattebridge.core.track.clip import PreparedClip, engine_prompts, prepare_clip
+from mattebridge.core.track.clip import PreparedClip, SharedReads, engine_prompts, prepare_clip
 from mattebridge.core.track.job import TrackJob, TrackStats, check_job, smooths
 from mattebridge.core.track.outputs import (
     OutputFiles,
@@ -23,6 +23,8 @@ from mattebridge.core.track.outputs import (
 from mattebridge.core.track.post import FrameLogits, FrameOutcome, MattePost, WriterPool, default_writers
 from mattebridge.core.wire.prompts import Prompts
 from mattebridge.core.wire.sequence import FrameRange, frame_path
+
+AHEAD = 4  # frames the feed decodes ahead of the model
 
 
 def plan_passes(prompts: Prompts, frames: FrameRange, direction: str):
@@ -216,11 +218,18 @@ class TrackRun:
                         yield self._taken(writers)
             else:
                 per_frame = engine_prompts(job.prompts, self.clip.geometry, self.paths)
+                read = self.clip.read
+                if job.edge in ("soft", "matte") or job.cutout or job.foreground:  # the post needs the plate too
+                    # frames between the feed's read and the post's take: the feed's read-ahead, the frame the
+                    # model is on, the writers' queue and the frame being handed to them
+                    shared = SharedReads(self.clip.read, AHEAD + 1 + writers.depth + 1)
+                    read, self.post.read_plate = shared.read, shared.take
                 feed = ModelFeed(
                     list(frames),
-                    self.clip.read,
+                    read,
                     self.model.image_size,
                     self.clip.transform,
+                    ahead=AHEAD,
                     device=self.model.device,
                 )
                 tracker = self.model.tracker(feed, len(frames))
@@ -259,6 +268,7 @@ class TrackRun:
             self.post.finish()
         finally:
             writers.close()  # a run closed early waits for the frames being written: complete files only
+            self.post.read_plate = self.clip.read  # the plates still shared are freed with the run's end
             if tracker is not None:
                 tracker.close()
             if feed is not None:
