@@ -22,7 +22,6 @@ from typing import Tuple
 import numpy as np
 
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.image.resample import upsample_to_window
 from mattebridge.core.matte.boxfilter import box_sum_valid
 
 TILE = 64  # px; smaller tiles follow the edge more closely but pay their 2-radius halo more often
@@ -209,16 +208,37 @@ def _fast_coefficients(alpha, guide, box, s: int, radius: int, eps: float) -> np
     return mc
 
 
+def _upsample_tiles(coefficients, s: int, my, mx, tile: int) -> np.ndarray:
+    """(4, tiles, tile, tile): the coefficients (4, h, w) interpolated by torch's bilinear rule (`linear_taps`)
+    at the pixels of tiles whose first pixel is at cell (my, mx) of the box (tile a multiple of s). A pixel at
+    phase k of its cell sits (k + 0.5) / s - 0.5 cells from it, the same in every cell, so each phase is two
+    whole-slice products; edge cells repeated outside the map are the rule's clamp."""
+    n = tile // s
+    padded = np.pad(coefficients, ((0, 0), (1, n + 2), (1, n + 2)), mode="edge")
+    cells = padded[:, (my[:, None] + np.arange(n + 2))[:, :, None], (mx[:, None] + np.arange(n + 2))[:, None, :]]
+
+    def along(x, axis):  # (..., n + 2, ...) cells -> (..., tile, ...) pixels along `axis`
+        out = np.empty(x.shape[:axis] + (n, s) + x.shape[axis + 1 :], x.dtype)
+        for k in range(s):
+            d = (k + 0.5) / s - 0.5
+            lo, f = (0, 1 + d) if d < 0 else (1, d)
+            a, b = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+            a[axis], b[axis] = slice(lo, lo + n), slice(lo + 1, lo + 1 + n)
+            at = [slice(None)] * out.ndim
+            at[axis + 1] = k
+            out[tuple(at)] = x[tuple(a)] * np.float32(1 - f) + x[tuple(b)] * np.float32(f)
+        return out.reshape(x.shape[:axis] + (tile,) + x.shape[axis + 1 :])
+
+    return along(along(cells, 2), 3)
+
+
 def _fast_filtered(coefficients, box, s: int, guide, ty, tx, tile: int) -> np.ndarray:
     """(tile, tile, tiles): the Fast Guided Filter's alpha on each tile, 0..1."""
     y0, _, x0, _ = box
-    h, w = coefficients.shape[1:]
-    g = compress_guide(_gather(guide, ty, tx, tile, 0))
-    out = np.empty((tile, tile, len(ty)), np.float32)
-    for k, (y, x) in enumerate(zip(ty * tile, tx * tile)):
-        a0, a1, a2, b = (upsample_to_window(c, (w * s, h * s), (x - x0, y - y0, tile, tile)) for c in coefficients)
-        out[..., k] = a0 * g[k, ..., 0] + a1 * g[k, ..., 1] + a2 * g[k, ..., 2] + b
-    return out.clip(0.0, 1.0)
+    c = _upsample_tiles(coefficients, s, (ty * tile - y0) // s, (tx * tile - x0) // s, tile)
+    g = compress_guide(_gather(guide, ty, tx, tile, 0))  # (tiles, tile, tile, 3)
+    q = c[0] * g[..., 0] + c[1] * g[..., 1] + c[2] * g[..., 2] + c[3]
+    return np.moveaxis(q, 0, -1).clip(0.0, 1.0)
 
 
 def refine_alpha(
