@@ -60,18 +60,22 @@ def everyone_can_read(real: str) -> bool:
 
 class PathPolicy:
     """`roots` None: no confinement (the command line). Else reads and writes stay under `roots`; `private`
-    folders (the server's own temp files) may be read and written too but are never named to clients."""
+    folders (the server's own temp files) may be read and written too but are never named to clients;
+    `hidden` folders (the server's own sockets) are refused even inside a root, except the private ones."""
 
-    def __init__(self, roots: Optional[Sequence[str]] = None, private: Sequence[str] = ()):
+    def __init__(self, roots: Optional[Sequence[str]] = None, private: Sequence[str] = (), hidden: Sequence[str] = ()):
         self.roots: Optional[List[str]] = None if roots is None else [resolve(r) for r in roots]
         self.private: List[str] = [resolve(p) for p in private]
+        self.hidden: List[str] = [resolve(h) for h in hidden]
 
     @property
     def confined(self) -> bool:
         return self.roots is not None
 
     def _allowed(self, real: str) -> bool:
-        return self.roots is None or any(inside(real, r) for r in self.roots + self.private)
+        if self.roots is None or any(inside(real, p) for p in self.private):
+            return True
+        return not any(inside(real, h) for h in self.hidden) and any(inside(real, r) for r in self.roots)
 
     def check(self, path: str, field: str, where: str = "") -> str:
         """The resolved path, if the policy lets the job read or write it; else ForbiddenPath naming `field`

@@ -7,7 +7,7 @@ import ipaddress
 import os
 import shutil
 import tempfile
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.paths import PathPolicy
@@ -83,11 +83,26 @@ def load_server_keys(folder: str):
     return public, secret, allow
 
 
+def default_roots(roots: Sequence[str] = ()) -> List[str]:
+    """`--allow-root` folders, or by default the current folder and the system temp folder."""
+    return list(roots) or [os.getcwd(), tempfile.gettempdir()]
+
+
+def private_folder() -> str:
+    """A folder only this user can reach (0700), removed when the process ends: the server's sockets between
+    its processes, and each model worker's scratch folder inside it."""
+    folder = tempfile.mkdtemp(prefix="mattebridge-serve-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 class Roots(PathPolicy):
     """The only folders whose files the server reads or writes (docs/security.md), plus one private folder
-    of its own (0700) for the mask prompts clients send as buffers."""
+    of its own (0700) for the mask prompts clients send as buffers. `server_folder`: the server's private
+    folder (its sockets); the scratch folder is made inside it, and nothing else in it is reachable by a path
+    from a client, even when it lies inside an allowed root (the system temp folder, by default)."""
 
-    def __init__(self, roots: Sequence[str] = ()):
-        self.scratch = tempfile.mkdtemp(prefix="mattebridge-serve-")
-        atexit.register(shutil.rmtree, self.scratch, True)
-        super().__init__(list(roots) or [os.getcwd(), tempfile.gettempdir()], private=[self.scratch])
+    def __init__(self, roots: Sequence[str] = (), server_folder: Optional[str] = None):
+        self.scratch = tempfile.mkdtemp(prefix="scratch-", dir=server_folder) if server_folder else private_folder()
+        hidden = [server_folder] if server_folder else []
+        super().__init__(default_roots(roots), private=[self.scratch], hidden=hidden)

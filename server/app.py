@@ -1,26 +1,26 @@
-"""`mattebridge serve`: one ROUTER socket, the clients behind it, and the GPU worker (docs/architecture.md §4).
+"""`mattebridge serve`: one ROUTER socket, the clients behind it, and the model workers (docs/architecture.md §4).
 
-The socket thread answers hello/status/cancel itself, keeps each client's heartbeat, refuses work past
-the queue bound with `busy`, answers a repeated request id from its reply cache (the client's retry after
-a timeout), and hands everything else to the worker, whose replies it sends on.
+This process is the front: it holds no model. It answers hello/status/cancel itself, keeps each client's
+heartbeat, refuses work past the queue bound with `busy`, answers a repeated request id from its reply cache
+(the client's retry after a timeout), and hands everything else to the worker process of the clip's device
+(server/pool.py), whose answers it sends on.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import socket
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import zmq
 
 from mattebridge.core import __version__
-from mattebridge.core.engine import catalog
+from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.wire.protocol import (
     IDEMPOTENT,
     REQUESTS,
@@ -32,9 +32,10 @@ from mattebridge.core.wire.protocol import (
     error_content,
 )
 
-from .access import Roots, load_server_keys
-from .clips import FEATURE_CACHE_MB
-from .worker import MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS, Worker
+from .access import load_server_keys, private_folder
+from .device import memory
+from .limits import FEATURE_CACHE_MB, MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS
+from .pool import WorkerPool
 
 log = logging.getLogger("mattebridge.server")
 CAPABILITIES = [
@@ -50,6 +51,7 @@ CAPABILITIES = [
     "report",
     "cutout",
     "mask-buffer",
+    "devices",
 ]
 REPLY_CACHE = 8  # per client: recent replies, for requests resent after a timeout
 
@@ -66,8 +68,9 @@ class Server:
     def __init__(
         self,
         address: str,
-        model,
-        roots: Roots,
+        devices: List[str],
+        model: dict,
+        roots: List[str],
         keys: Optional[str] = None,
         client_timeout: float = 30.0,
         max_queue: int = 32,
@@ -77,41 +80,28 @@ class Server:
         max_objects: int = MAX_OBJECTS,
         max_frame_pixels: int = MAX_FRAME_PIXELS,
         feature_cache_mb: int = FEATURE_CACHE_MB,
+        log_level: str = "info",
     ):
-        self.address, self.model, self.roots, self.keys = address, model, roots, keys
+        """`model`: load_model's arguments (name, and model_options: checkpoint, config, image_size, compile);
+        `roots`: the allowed roots, which every worker enforces."""
+        self.address, self.devices, self.model, self.roots, self.keys = address, devices, model, roots, keys
         self.client_timeout, self.max_queue, self.max_message = client_timeout, max_queue, max_message
+        self.max_clips = max_clips_per_client
         self.limits = {
             "max_queue": max_queue,
-            "max_jobs": max_jobs,
+            "max_jobs": max_jobs,  # per device
             "max_clips_per_client": max_clips_per_client,
             "max_objects": max_objects,
             "max_frame_pixels": max_frame_pixels,
             "max_message": max_message,
-            "feature_cache_mb": feature_cache_mb,
+            "feature_cache_mb": feature_cache_mb,  # per device
         }
+        self.log_level = log_level
         self.session = uuid.uuid4().hex
         self.started = time.monotonic()
         self.clients: Dict[bytes, PeerState] = {}
-        self._outbox: "queue.Queue" = queue.Queue()
         self._stop = threading.Event()
         self.ctx = zmq.Context()
-        self.worker = Worker(
-            model,
-            roots,
-            self._post,
-            max_jobs=max_jobs,
-            max_clips=max_clips_per_client,
-            max_objects=max_objects,
-            max_frame_pixels=max_frame_pixels,
-            feature_cache_mb=feature_cache_mb,
-        )
-        self._wake_lock = threading.Lock()
-
-    # --- from the worker thread ---------------------------------------------------------------
-    def _post(self, client: bytes, msg: Message) -> None:
-        self._outbox.put((client, msg))
-        with self._wake_lock:
-            self._wake_push.send(b"", zmq.NOBLOCK)
 
     def stop(self, *_):
         self._stop.set()
@@ -122,77 +112,94 @@ class Server:
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.SNDHWM, 0)  # results stream to live clients; dead ones are dropped by heartbeat
         router.setsockopt(zmq.MAXMSGSIZE, self.max_message)
-        auth = None
-        if self.keys:
-            from zmq.auth.thread import ThreadAuthenticator
-
-            public, secret, allow = load_server_keys(self.keys)
-            auth = ThreadAuthenticator(self.ctx)
-            auth.start()
-            auth.configure_curve(domain="*", location=allow if allow else zmq.auth.CURVE_ALLOW_ANY)
-            router.curve_server = True
-            router.curve_publickey, router.curve_secretkey = public, secret
+        auth = self.pool = None
         try:
-            router.bind(self.address)
-        except zmq.ZMQError as e:
-            if auth:
-                auth.stop()
-            from mattebridge.core.errors import MatteBridgeError
+            if self.keys:
+                from zmq.auth.thread import ThreadAuthenticator
 
-            raise MatteBridgeError(f"--bind {self.address}: {e}") from None
-        wake = self.ctx.socket(zmq.PULL)
-        wake.bind(f"inproc://wake-{self.session}")
-        self._wake_push = self.ctx.socket(zmq.PUSH)
-        self._wake_push.connect(f"inproc://wake-{self.session}")
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.stop)
-        self.worker.start()
-        log.info(
-            "serving %s on %s (%s, input %dpx), session %s",
-            self.model.name,
-            self.address,
-            self.model.device,
-            self.model.image_size,
-            self.session[:8],
-        )
-        log.info("allowed roots: %s", ", ".join(self.roots.roots))
-        print(f"mattebridge serve: ready on {self.address}", flush=True)
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(wake, zmq.POLLIN)
-        last_reap = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                events = dict(poller.poll(200))
-                if router in events:
-                    for _ in range(100):  # a burst, then let replies out
-                        try:
-                            frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._receive(router, frames)
-                if wake in events:
-                    while True:
-                        try:
-                            wake.recv(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                self._flush(router)
-                if time.monotonic() - last_reap > min(1.0, self.client_timeout / 4):
-                    self._reap()
-                    last_reap = time.monotonic()
-            log.info("stopping: cancelling running jobs")
-            self.worker.stop()
-            self.worker.join(timeout=120)
-            self._flush(router)
+                public, secret, allow = load_server_keys(self.keys)
+                auth = ThreadAuthenticator(self.ctx)
+                auth.start()
+                auth.configure_curve(domain="*", location=allow if allow else zmq.auth.CURVE_ALLOW_ANY)
+                router.curve_server = True
+                router.curve_publickey, router.curve_secretkey = public, secret
+            try:  # before any model loads: a taken port fails at once
+                router.bind(self.address)
+            except zmq.ZMQError as e:
+                raise MatteBridgeError(f"--bind {self.address}: {e}") from None
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.stop)
+            worker_config = {
+                "model": self.model["name"],
+                "model_options": self.model["options"],
+                "roots": self.roots,
+                "session": self.session,
+                "limits": self.limits,
+                "log_level": self.log_level,
+            }
+            self.pool = WorkerPool(self.ctx, self.devices, private_folder(), worker_config)
+            self.pool.start()
+            self._serve(router)
         finally:
+            if self.pool is not None:
+                self.pool.kill()
+                for sock in (self.pool.requests, self.pool.replies):
+                    sock.close(linger=0)
             router.close(linger=1000)
-            wake.close(linger=0)
-            self._wake_push.close(linger=0)
             if auth:
                 auth.stop()
             self.ctx.term()
         log.info("stopped")
+
+    def _serve(self, router) -> None:
+        info = self.pool.model_info()
+        log.info(
+            "serving %s on %s (%s, input %dpx), session %s",
+            info["model"],
+            self.address,
+            ", ".join(self.devices),
+            info["image_size"],
+            self.session[:8],
+        )
+        log.info("allowed roots: %s", ", ".join(self.roots))
+        print(f"mattebridge serve: ready on {self.address}", flush=True)
+        poller = zmq.Poller()
+        for sock in (router, self.pool.requests, self.pool.replies):
+            poller.register(sock, zmq.POLLIN)
+        last_reap = time.monotonic()
+        while not self._stop.is_set():
+            events = dict(poller.poll(200))
+            if router in events:
+                for _ in range(100):  # a burst, then let replies out
+                    try:
+                        frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._receive(router, frames)
+            self._relay(router)
+            if time.monotonic() - last_reap > min(1.0, self.client_timeout / 4):
+                for client, msg in self.pool.check():
+                    self._send(router, client, msg)
+                self._reap()
+                last_reap = time.monotonic()
+        log.info("stopping: cancelling running jobs")
+        self.pool.stop()
+        deadline = time.monotonic() + 120
+        while self.pool.running() and time.monotonic() < deadline:
+            poller.poll(100)
+            self._relay(router)
+        self._relay(router)
+
+    def _relay(self, router) -> None:
+        """The workers' answers, on to their clients (kept for a retry when the request was idempotent)."""
+        for client, frames, parent in self.pool.receive():
+            try:
+                router.send_multipart([client, *frames], copy=False)
+            except zmq.ZMQError as e:  # the client's pipe is gone
+                log.debug("reply to %s dropped: %s", client.hex()[:8], e)
+            state = self.clients.get(client)
+            if state is not None and parent in state.replies and state.replies[parent] is None:
+                state.replies[parent] = frames
 
     def _send(self, router, client: bytes, msg: Message) -> list:
         msg.session = self.session
@@ -202,17 +209,6 @@ class Server:
         except zmq.ZMQError as e:  # the client's pipe is gone
             log.debug("reply to %s dropped: %s", client.hex()[:8], e)
         return frames
-
-    def _flush(self, router) -> None:
-        while True:
-            try:
-                client, msg = self._outbox.get_nowait()
-            except queue.Empty:
-                return
-            frames = self._send(router, client, msg)
-            state = self.clients.get(client)
-            if state is not None and msg.parent_id in state.replies and state.replies[msg.parent_id] is None:
-                state.replies[msg.parent_id] = frames
 
     def _receive(self, router, frames) -> None:
         client = bytes(frames[0].buffer)
@@ -228,7 +224,7 @@ class Server:
             self._send(router, client, Message("error", error_content(e.code, str(e))))
             return
         try:
-            self._dispatch(router, client, state, msg)
+            self._dispatch(router, client, state, msg, frames[1:])
         except ProtocolError as e:
             log.warning("%s %s -> %s: %s", client.hex()[:8], msg.msg_type, e.code, e)
             self._send(router, client, Message("error", error_content(e.code, str(e), **e.extra), parent_id=msg.msg_id))
@@ -237,7 +233,7 @@ class Server:
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             self._send(router, client, Message("error", error_content("internal", text), parent_id=msg.msg_id))
 
-    def _dispatch(self, router, client: bytes, state: PeerState, msg: Message) -> None:
+    def _dispatch(self, router, client: bytes, state: PeerState, msg: Message, frames: list) -> None:
         if msg.version != VERSION:
             raise ProtocolError("unsupported_version", f"protocol version {msg.version}; this server speaks {VERSION}")
         if msg.msg_type not in REQUESTS:
@@ -260,7 +256,7 @@ class Server:
             if cached is not None:
                 router.send_multipart([client, *cached], copy=False)
             return
-        load = self.worker.pending()
+        load = self.pool.pending()
         if load >= self.max_queue:
             raise ProtocolError(
                 "busy",
@@ -271,22 +267,22 @@ class Server:
             state.replies[msg.msg_id] = None
             while len(state.replies) > REPLY_CACHE:
                 state.replies.popitem(last=False)
-        self.worker.submit(client, msg)
+        self.pool.forward(client, msg, frames, self.max_clips)
 
     def _answer(self, client: bytes, msg: Message) -> dict:
         if msg.msg_type == "hello":
-            m = self.model
+            info = self.pool.model_info()
             return {
                 "server_version": __version__,
                 "protocol": VERSION,
                 "session": self.session,
-                "model": m.name,
-                "checkpoint_sha256": m.sha256,
-                "device": str(m.device),
-                "image_size": m.image_size,
-                "family": m.family,
-                # what --model could load here (matting models refine edges; they do not track)
-                "models": [r["name"] for r in catalog.listing() if r["present"] and r["engine"] != "matting"],
+                "model": info.get("model"),
+                "checkpoint_sha256": info.get("checkpoint_sha256"),
+                "device": info.get("device"),  # the first ready worker's; every worker's below
+                "devices": [s.info.get("device", s.device) for s in self.pool.slots],
+                "image_size": info.get("image_size"),
+                "family": info.get("family"),
+                "models": info.get("models", []),
                 "capabilities": CAPABILITIES,
                 "host": socket.gethostname(),
                 "heartbeat_interval": round(self.client_timeout / 4, 3),
@@ -296,17 +292,18 @@ class Server:
             job = msg.content.get("job")
             if job is not None and not isinstance(job, str):
                 raise ProtocolError("bad_field", "job: expected the propagate request's msg_id")
-            return {"cancelled": self.worker.cancel(client, job)}
-        snap = self.worker.snapshot()
+            return {"cancelled": self.pool.cancel(client, job, "cancelled by the client")}
+        pool = self.pool.describe()
         return {
             "session": self.session,
             "uptime": round(time.monotonic() - self.started, 1),
-            "queue": {"waiting": snap["queue"], "max": self.max_queue},
-            "jobs": snap["jobs"],
-            "clips": snap["clips"],
+            "queue": {"waiting": self.pool.pending(), "max": self.max_queue},
+            "jobs": pool["jobs"],
+            "clips": pool["clips"],
             "clients": len(self.clients),
-            "frames_done": snap["frames_done"],
-            "memory": _memory(self.model.device),
+            "frames_done": pool["frames_done"],
+            "memory": memory(),  # this front process's; each worker's is in `workers`
+            "workers": pool["workers"],
         }
 
     def _reap(self) -> None:
@@ -318,30 +315,10 @@ class Server:
 
     def _forget(self, client: bytes, why: str) -> None:
         self.clients.pop(client, None)
-        self.worker.cancel(client, None, why)
-        self.worker.drop(client)  # not a queued request: it takes no --max-queue slot from live clients
+        self.pool.forget(client, why)  # not a queued request: it takes no --max-queue slot from live clients
 
 
 def _summary(content: dict) -> str:
     keys = ("clip", "frame", "object", "frames", "pattern", "source", "direction", "out", "job")
     parts = [f"{k}={content[k]}" for k in keys if isinstance(content.get(k), (str, int))]
     return (" " + " ".join(parts)) if parts else ""
-
-
-def _memory(device) -> dict:
-    out = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    out["rss_mb"] = round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        import resource
-
-        out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    if device.type == "cuda":
-        import torch
-
-        out["cuda_allocated_mb"] = round(torch.cuda.memory_allocated(device) / 2**20, 1)
-        out["cuda_reserved_mb"] = round(torch.cuda.memory_reserved(device) / 2**20, 1)
-    return out

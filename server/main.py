@@ -7,9 +7,8 @@ import sys
 
 from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS
 
-from .access import Roots, check_bind, create_keys, load_server_keys
-from .clips import FEATURE_CACHE_MB
-from .worker import MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS
+from .access import check_bind, create_keys, default_roots, load_server_keys
+from .limits import FEATURE_CACHE_MB, MAX_CLIPS_PER_CLIENT, MAX_FRAME_PIXELS, MAX_OBJECTS
 
 
 def _positive(text: str) -> int:
@@ -22,6 +21,18 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number > 0")
     return value
+
+
+def _devices(text: str) -> list:
+    """`cuda:0,cuda:1`: one model worker per entry (an entry may repeat: two copies of the model on one device)."""
+    import argparse
+    import re
+
+    names = [n.strip() for n in text.split(",")]
+    for name in names:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", name):
+            raise argparse.ArgumentTypeError(f"{name!r}: expected a comma-separated list of cpu, cuda, cuda:N or mps")
+    return names
 
 
 def add_serve_arguments(p) -> None:
@@ -42,8 +53,15 @@ def add_serve_arguments(p) -> None:
         metavar="S",
         help="free a client's clips and jobs after this long without a message or heartbeat",
     )
+    p.add_argument(
+        "--devices",
+        type=_devices,
+        metavar="LIST",
+        help="one model worker process per device, each with its own copy of the model, e.g. cuda:0,cuda:1 "
+        "(default: the one --device); a clip stays on the worker that opened it, new clips go to the least loaded",
+    )
     p.add_argument("--max-queue", type=int, default=32, help="waiting requests before new ones get `busy`")
-    p.add_argument("--max-jobs", type=int, default=8, help="propagations running at once")
+    p.add_argument("--max-jobs", type=int, default=8, help="propagations running at once on each device")
     p.add_argument(
         "--max-clips-per-client",
         type=_positive,
@@ -73,34 +91,30 @@ def add_serve_arguments(p) -> None:
         type=_positive,
         default=FEATURE_CACHE_MB,
         metavar="MIB",
-        help=f"image features of clicked frames kept for the next click, every clip's together, on the model's "
+        help=f"image features of clicked frames kept for the next click, every clip's together, on each model "
         f"device; least recently clicked dropped first (default {FEATURE_CACHE_MB})",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def serve(args) -> int:
-    from mattebridge.core.engine.models import load_model
-
     from .app import Server
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     check_bind(args.bind, args.keys)
     if args.keys:
         load_server_keys(args.keys)  # refuse bad or exposed keys now, not after loading the model
-    roots = Roots(args.allow_root)
-    model = load_model(
-        args.model,
-        checkpoint=args.checkpoint,
-        config=args.model_config,
-        image_size=args.image_size,
-        device=args.device,
-        compile=args.compile,
-    )
+    options = {
+        "checkpoint": args.checkpoint,
+        "config": args.model_config,
+        "image_size": args.image_size,
+        "compile": args.compile,
+    }
     Server(
         args.bind,
-        model,
-        roots,
+        args.devices or [args.device],
+        {"name": args.model, "options": options},
+        default_roots(args.allow_root),
         keys=args.keys,
         client_timeout=args.client_timeout,
         max_queue=args.max_queue,
@@ -109,6 +123,7 @@ def serve(args) -> int:
         max_objects=args.max_objects,
         max_frame_pixels=args.max_frame_pixels,
         feature_cache_mb=args.feature_cache_mb,
+        log_level=args.log_level,
     ).run()
     return 0
 

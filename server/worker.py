@@ -1,4 +1,5 @@
-"""The one GPU worker: interactive requests first, propagations a frame at a time, clients in turn.
+"""The model worker thread of one device's process (server/device.py): interactive requests first,
+propagations a frame at a time, clients in turn.
 
 A click never waits for a whole shot: between any two propagation frames the worker takes the next
 waiting request. Requests are taken from clients in rotation, and running propagations advance in
@@ -9,14 +10,13 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import itertools
 import logging
 import threading
 import time
 import traceback
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional, Sequence
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from mattebridge.core.wire.vocabulary import EDGE_MODES
 
 from .access import Roots
 from .clips import (
-    FEATURE_CACHE_MB,
     FeatureCache,
     ServerClip,
     file_error,
@@ -37,12 +36,9 @@ from .clips import (
     open_clip,
     prompt_from_content,
 )
+from .limits import FEATURE_CACHE_MB, MAX_FRAME_PIXELS, MAX_OBJECTS
 
 log = logging.getLogger("mattebridge.server")
-# Defaults of the per-peer limits (`serve --max-clips-per-client`, `--max-objects`, `--max-frame-pixels`).
-MAX_CLIPS_PER_CLIENT = 16
-MAX_OBJECTS = 64
-MAX_FRAME_PIXELS = 8192 * 8192  # 8K plates with overscan; a float32 RGB frame of this size is 768 MiB
 SHUTDOWN = "the server is shutting down"  # the cancelled jobs' reason; clients recognise it (core/wire/client.py)
 
 
@@ -69,30 +65,29 @@ class Worker(threading.Thread):
         roots: Roots,
         send: Callable[[bytes, Message], None],
         max_jobs: int = 8,
-        max_clips: int = MAX_CLIPS_PER_CLIENT,
         max_objects: int = MAX_OBJECTS,
         max_frame_pixels: int = MAX_FRAME_PIXELS,
         feature_cache_mb: int = FEATURE_CACHE_MB,
     ):
-        super().__init__(name="mattebridge-gpu", daemon=True)
+        super().__init__(name="mattebridge-model", daemon=True)
         self.model, self.roots, self.send, self.max_jobs = model, roots, send, max_jobs
-        self.max_clips, self.max_objects, self.max_frame_pixels = max_clips, max_objects, max_frame_pixels
+        self.max_objects, self.max_frame_pixels = max_objects, max_frame_pixels
         self.features = FeatureCache(feature_cache_mb << 20)  # clicked frames' image features, every clip's
         self._cond = threading.Condition()
-        self._requests: "OrderedDict[bytes, Deque[Message]]" = OrderedDict()
+        self._requests: "OrderedDict[bytes, Deque[Tuple[Message, str]]]" = OrderedDict()  # (request, clip id)
         # Clients gone (goodbye, silence) whose jobs and clips are still to be freed. Kept apart from the
         # requests: they are not counted against --max-queue and are freed in one batch before the next request.
         self._drops: "OrderedDict[bytes, None]" = OrderedDict()
         self._jobs: List[PropagationJob] = []
         self._clips: Dict[str, ServerClip] = {}
-        self._ids = itertools.count(1)
         self._stopping = False
         self.frames_done = 0
 
     # --- called from the socket thread ------------------------------------------------------------
-    def submit(self, client: bytes, msg: Message) -> None:
+    def submit(self, client: bytes, msg: Message, clip_id: str = "") -> None:
+        """`clip_id`: for open_clip, the id the front chose (unique across every device's worker)."""
         with self._cond:
-            self._requests.setdefault(client, deque()).append(msg)
+            self._requests.setdefault(client, deque()).append((msg, clip_id))
             self._cond.notify()
 
     def drop(self, client: bytes) -> None:
@@ -169,11 +164,11 @@ class Worker(threading.Thread):
         if not self._requests:
             return None
         client, queue = next(iter(self._requests.items()))
-        msg = queue.popleft()
+        msg, clip_id = queue.popleft()
         del self._requests[client]
         if queue:
             self._requests[client] = queue  # to the back of the rotation
-        return client, msg
+        return client, msg, clip_id
 
     def _reply(self, client: bytes, msg: Message, msg_type: str, content: dict, buffers=None) -> None:
         self.send(client, Message(msg_type, content, buffers or [], parent_id=msg.msg_id))
@@ -182,10 +177,12 @@ class Worker(threading.Thread):
         log.warning("%s %s -> %s: %s", client.hex()[:8], msg.msg_type, e.code, e)
         self._reply(client, msg, "error", error_content(e.code, str(e), **e.extra))
 
-    def _handle(self, client: bytes, msg: Message) -> None:
+    def _handle(self, client: bytes, msg: Message, clip_id: str) -> None:
         try:
-            handler = getattr(self, "_on_" + msg.msg_type)
-            handler(client, msg)
+            if msg.msg_type == "open_clip":
+                self._on_open_clip(client, msg, clip_id)
+            else:
+                getattr(self, "_on_" + msg.msg_type)(client, msg)
         except ProtocolError as e:
             self._error(client, msg, e)
         except MatteBridgeError as e:
@@ -217,21 +214,12 @@ class Worker(threading.Thread):
         """The display window too: the model's view of a frame is allocated at its size (plate.to_display)."""
         self._check_frame_size((geometry.display[3], geometry.display[2]), name)
 
-    def _on_open_clip(self, client: bytes, msg: Message) -> None:
-        held = sum(1 for c in self._clips.values() if c.owner == client)
-        if held >= self.max_clips:
-            raise ProtocolError(
-                "busy",
-                f"open_clip: this client holds {held} clips, the most one client may hold "
-                f"(the server's clip limit, --max-clips-per-client); close one first",
-                retry_after=5.0,
-            )
-
+    def _on_open_clip(self, client: bytes, msg: Message, clip_id: str) -> None:
         def check_geometry(frame, geometry):  # files: each header, before any frame's pixels are read
             self._check_frame_size((geometry.data[3], geometry.data[2]), f"pattern: frame {frame}'s data window")
             self._check_display_size(geometry, f"pattern: frame {frame}'s display window")
 
-        clip = open_clip(str(next(self._ids)), client, msg.content, self.roots, check_geometry, self.features)
+        clip = open_clip(clip_id, client, msg.content, self.roots, check_geometry, self.features)
         self._clips[clip.id] = clip
         self._reply(client, msg, "open_clip_reply", clip.describe())
 

@@ -322,3 +322,34 @@ def test_colour_configs_outside_the_roots_only_when_every_user_may_read_them(sit
             assert error_code(lambda: open_with(public_config))[0] == "forbidden_path"
     finally:
         os.unlink(root / "sneaky.ocio")
+
+
+def test_the_servers_own_folder_is_out_of_reach_inside_the_temp_root(checkpoint, tmp_path):
+    """The front talks to its model workers over ipc sockets in its private folder, which lies in the system temp
+    folder, a default root: no client path may name anything there (the sockets, another worker's scratch)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    plate = make_plate(temp / "plates")
+    server = ServerProcess(checkpoint, tmp_path, "--devices", "cpu,cpu", env={"TMPDIR": str(temp)}, cwd=temp)
+    try:
+        (private,) = [p for p in temp.iterdir() if p.name.startswith("mattebridge-serve-")]
+        assert private.stat().st_mode & 0o777 == 0o700
+        sockets = sorted(p.name for p in private.iterdir() if p.is_socket())
+        assert sockets == ["replies", "requests"]
+        before = snapshot(private)
+        with Client(server.address, timeout=60) as client:
+            one = client.open_clip(plate, "1-1")  # one frame: an output needs no frame token, a socket is a name
+            one.prompt(1, "m", points=[(48, 32, True)], edge="raw")
+            code, text = error_code(lambda: list(one.propagate(out=str(private / "requests"), edge="raw")))
+            assert code == "forbidden_path" and "out: " in text, text
+            clip = client.open_clip(plate, "1-3")
+            clip.prompt(1, "m", points=[(48, 32, True)], edge="raw")
+            for out in (private / "x.####.exr", private / "new" / "m.####.exr"):
+                code, text = error_code(lambda: list(clip.propagate(out=str(out), edge="raw")))
+                assert code == "forbidden_path" and "out: " in text, text
+            code, _ = error_code(lambda: clip.prompt(1, "m", mask=private / "replies"))
+            assert code == "forbidden_path"
+            assert client.hello()["devices"] == ["cpu", "cpu"]  # both workers still there
+        assert snapshot(private) == before
+    finally:
+        assert server.stop() == 0

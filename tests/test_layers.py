@@ -70,6 +70,11 @@ def test_the_server_does_not_reach_the_cli():
     assert reached(loaded_after_import("mattebridge.server.worker"), ("mattebridge.cli", "PySide6")) == []
 
 
+@pytest.mark.parametrize("module", ["mattebridge.server.app", "mattebridge.server.main"])
+def test_the_server_front_holds_no_model(module):  # the model lives in the device processes (server/device.py)
+    assert reached(loaded_after_import(module), HEAVY + ("mattebridge.core.engine", "mattebridge.server.worker")) == []
+
+
 def test_every_folder_is_in_the_architecture_document():
     doc = (REPO / "docs" / "architecture.md").read_text()
     folders = [
@@ -78,6 +83,6 @@ def test_every_folder_is_in_the_architecture_document():
         if p.is_dir() and (p / "__init__.py").exists()
     ] + ["server/", "cli/"]
     assert [f for f in folders if f"`{f}`" not in doc] == []
-    for package in ("wire", "image", "matte", "engine", "track"):
-        for module in modules_of(f"mattebridge.core.{package}"):
+    for package in ("core.wire", "core.image", "core.matte", "core.engine", "core.track", "server"):
+        for module in modules_of(f"mattebridge.{package}"):
             assert module.rsplit(".", 1)[1] in doc, f"{module} is not on the map in docs/architecture.md"
