@@ -187,3 +187,23 @@ def _alive(pid: int) -> bool:
             return next(line.split()[1] for line in f if line.startswith("State:")) != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_devices_benchmark_runs_end_to_end():
+    """bench/devices_bench.py at a tiny size, so it cannot rot; no timing is asserted, only that it measures."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    args = ["--rounds", "1", "--frames", "2", "--width", "96", "--height", "64", "--image-size", "64"]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "devices_bench.py"), *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| --devices")]
+    assert [r.split("|")[1].strip() for r in rows] == ["--devices cpu", "--devices cpu,cpu"]
+    assert re.search(
+        r"\*\*two at once, --devices cpu,cpu / cpu: \d+\.\d\dx \(best\) / \d+\.\d\dx \(median\)\*\*", done.stdout
+    )
