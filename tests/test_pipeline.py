@@ -98,6 +98,21 @@ def test_the_feed_and_the_soft_edge_share_one_decode_of_each_frame(model, bedroo
     assert written[None] == written[0]  # the same bytes
 
 
+def test_a_cpu_run_leaves_the_writers_their_cores_and_puts_torch_threads_back(model, bedroom_plate, tmp_path):
+    import torch
+
+    before, seen = torch.get_num_threads(), []
+    prompts = Prompts()
+    prompts.add_point("hero", 1001, 300, 300, True)
+    torch.set_num_threads(2)
+    try:
+        for _ in track_run(model, bedroom_plate, str(tmp_path / "m.####.exr"), 1, "1001-1002", prompts=prompts):
+            seen.append(torch.get_num_threads())
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_shared_reads_keep_at_most_their_bound():
     from mattebridge.core.track.clip import SharedReads
 
