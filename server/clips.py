@@ -17,6 +17,7 @@ import numpy as np
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.plate import Geometry, Plate
 from mattebridge.core.matte.alpha import alpha_from_logits
+from mattebridge.core.matte.refine import Guide
 from mattebridge.core.paths import PathPolicy
 from mattebridge.core.track.clip import PreparedClip, engine_prompt, prepare_clip, resolve_transform
 from mattebridge.core.track.job import TrackJob, check_job
@@ -112,6 +113,7 @@ class ServerClip:
         self._feed = None
         self.features = features if features is not None else FeatureCache(FEATURE_CACHE_MB << 20)
         self._plate: Optional[Tuple[int, Plate]] = None  # the last previewed frame's plate (its soft edge)
+        self._guide = None  # (frame, refine.Guide): that plate as the soft edge on the CPU sees it, for the next click
         self._tmp = None  # mask prompts sent as buffers are kept here as EXRs
         self.layer: Optional[str] = None
 
@@ -153,7 +155,7 @@ class ServerClip:
         """New pixels: cached model input, features and plate are stale."""
         if self._feed is not None:
             self._feed.close()
-        self._feed, self._plate = None, None
+        self._feed, self._plate, self._guide = None, None, None
         self.features.drop(self.id)
 
     def read(self, frame: int) -> Plate:
@@ -187,7 +189,8 @@ class ServerClip:
         """That frame's matte for `obj` as `track` computes it on its first prompted frame: a fresh state
         each time (so a repeated click gives the same matte). The frame's image features come from the
         server's FeatureCache when it holds them, and a soft edge refines against the kept plate: a second
-        click on a frame decodes nothing and runs no image encoder."""
+        click on a frame decodes nothing and runs no image encoder; on the CPU what the soft edge derives from the
+        plate alone (refine.Guide) is kept with it."""
         frame = self.frames.first + index
         geometry = self.prepared.geometry[frame]
         prompt = engine_prompt(fp, geometry, frame, self.paths)
@@ -201,9 +204,13 @@ class ServerClip:
         computed = tracker.image_features(index)
         if computed is not None:
             self.features.put(key, computed)
-        alpha = alpha_from_logits(
-            result.logits[obj], geometry, edge, plate.pixels if plate else None, refine_device(model.device)
-        )
+        device = refine_device(model.device)
+        guide = plate.pixels if plate else None
+        if plate is not None and device is None:  # on the CPU: what the edge derives from the plate alone, kept
+            if self._guide is None or self._guide[0] != frame:
+                self._guide = (frame, Guide(plate.pixels))
+            guide = self._guide[1]
+        alpha = alpha_from_logits(result.logits[obj], geometry, edge, guide, device)
         return alpha, geometry, result.scores.get(obj), (result.ious or {}).get(obj)
 
     def mask_file(self, frame: int, obj: str, mask: np.ndarray) -> str:

@@ -6,6 +6,7 @@ import pytest
 from mattebridge.core.image.resample import area_resize, upsample_to_window
 from mattebridge.core.matte.boxfilter import dilate
 from mattebridge.core.matte.refine import (
+    Guide,
     _block_mean,
     compress_guide,
     contour,
@@ -170,3 +171,13 @@ def test_fast_filter_at_large_radii_is_the_exact_one_within_tolerance(w, h, kind
     assert d.max() <= 0.3 and np.quantile(d, 0.99) <= 0.03 and d.mean() <= 0.006
     gt = _truth(w, h, kind)
     assert np.abs(fast - gt).sum() <= np.abs(exact - gt).sum() < 0.8 * np.abs(raw - gt).sum()
+
+
+@pytest.mark.parametrize("grid", [64, 256])  # radius 30, the fast filter; radius 8, the exact one
+def test_a_kept_guide_gives_the_same_matte_again(grid):
+    plate, raw, r = _plate(1920, 540, "person", grid=grid)
+    guide = Guide(plate)
+    want = refine_alpha(raw, plate, radius=r, band=r)
+    assert np.array_equal(refine_alpha(raw, guide, radius=r, band=r), want)
+    moved = np.roll(raw, 7, axis=1)  # the next click: another matte on the same plate
+    assert np.array_equal(refine_alpha(moved, guide, radius=r, band=r), refine_alpha(moved, plate, radius=r, band=r))

@@ -19,8 +19,8 @@ def alpha_from_logits(logits: np.ndarray, geometry: Geometry, edge: str = "raw",
     """Alpha (data height, data width) float32 in 0..1.
 
     `raw`: sigmoid of the logits; `hard`: logits > 0; `soft`: raw refined against `guide`, the plate's
-    RGB over the data window, by a guided filter whose reach is one model-output cell. `device`: a CUDA
-    device to run the filter on (None: numpy on the CPU).
+    RGB over the data window (or a refine.Guide of it), by a guided filter whose reach is one model-output
+    cell. `device`: a CUDA device to run the filter on (None: numpy on the CPU).
     """
     up = logits_over_data_window(np.asarray(logits, np.float32), geometry)  # never float64 at full resolution
     if edge == "hard":

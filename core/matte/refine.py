@@ -149,8 +149,9 @@ def _weights(edge: np.ndarray, ty, tx, tile: int, band: int) -> np.ndarray:
     return box_sum_valid(near, fade) / (_count(rows, fade, h).clip(min=1)[:, None] * _count(cols, fade, w).clip(min=1))
 
 
-def _filtered(alpha, guide, ty, tx, tile: int, radius: int, eps: float, device):
-    """(tile, tile, tiles): the guided filter's alpha on each tile, 0..1, computed with numpy or on `device`."""
+def _filtered(alpha, guide, ty, tx, tile: int, radius: int, eps: float, device, compressed: bool = False):
+    """(tile, tile, tiles): the guided filter's alpha on each tile, 0..1, computed with numpy or on `device`;
+    `compressed`: the guide has been through `compress_guide` already."""
     halo = 2 * radius
     p, g = _gather(alpha, ty, tx, tile, halo), _gather(guide, ty, tx, tile, halo)
     rows, cols = _positions(ty, tile, halo), _positions(tx, tile, halo)
@@ -162,7 +163,7 @@ def _filtered(alpha, guide, ty, tx, tile: int, radius: int, eps: float, device):
         xp = torch
         p, g, rows, cols = (torch.from_numpy(a).to(device, non_blocking=True) for a in (p, g, rows, cols))
         p, g = p.permute(1, 2, 0).contiguous(), g.permute(3, 1, 2, 0).contiguous()
-    g = compress_guide(g, xp)
+    g = g if compressed else compress_guide(g, xp)
     # centred on each crop's mean: the filter does not change, and float32 keeps the window variances
     inside = _count(rows, 0, alpha.shape[0]).clip(min=0)[:, None] * _count(cols, 0, alpha.shape[1]).clip(min=0)[None]
     n = inside.sum((0, 1))
@@ -192,13 +193,17 @@ def _block_mean(img: np.ndarray, s: int) -> np.ndarray:
     return sums / (n if img.ndim == 2 else n[..., None])
 
 
-def _fast_coefficients(alpha, guide, box, s: int, radius: int, eps: float) -> np.ndarray:
+def _fast_coefficients(alpha, guide, box, s: int, radius: int, eps: float, kept=None) -> np.ndarray:
     """(4, h, w): the filter's mean coefficients (a0, a1, a2, b) over `box` (y0, y1, x0, x1; y0 and x0 multiples
     of s) computed on its s x s block means with radius / s (He & Sun 2015, the Fast Guided Filter): q at a
-    pixel is then the coefficients interpolated there . its compressed guide + b."""
+    pixel is then the coefficients interpolated there . its compressed guide + b. `kept`: a `Guide` whose block
+    means over the whole frame are the box's (the box ends on a whole block or at the frame's edge)."""
     y0, y1, x0, x1 = box
     p = _block_mean(alpha[y0:y1, x0:x1], s)
-    g = np.moveaxis(_block_mean(compress_guide(guide[y0:y1, x0:x1]), s), -1, 0)
+    if kept is not None:
+        g = np.moveaxis(kept.blocks(s)[y0 // s : -(-y1 // s), x0 // s : -(-x1 // s)], -1, 0)
+    else:
+        g = np.moveaxis(_block_mean(compress_guide(guide[y0:y1, x0:x1]), s), -1, 0)
     mp, mg = p.mean(), g.mean((1, 2))  # centred, as the exact filter's crops are (float32's digits)
     r, (h, w) = radius // s, p.shape
     at = [np.arange(-2 * r, n + 2 * r, dtype=np.float32)[:, None] for n in (h, w)]
@@ -232,25 +237,48 @@ def _upsample_tiles(coefficients, s: int, my, mx, tile: int) -> np.ndarray:
     return along(along(cells, 2), 3)
 
 
-def _fast_filtered(coefficients, box, s: int, guide, ty, tx, tile: int) -> np.ndarray:
+def _fast_filtered(coefficients, box, s: int, guide, ty, tx, tile: int, compressed: bool = False) -> np.ndarray:
     """(tile, tile, tiles): the Fast Guided Filter's alpha on each tile, 0..1."""
     y0, _, x0, _ = box
     c = _upsample_tiles(coefficients, s, (ty * tile - y0) // s, (tx * tile - x0) // s, tile)
-    g = compress_guide(_gather(guide, ty, tx, tile, 0))  # (tiles, tile, tile, 3)
+    g = _gather(guide, ty, tx, tile, 0)  # (tiles, tile, tile, 3)
+    g = g if compressed else compress_guide(g)
     q = c[0] * g[..., 0] + c[1] * g[..., 1] + c[2] * g[..., 2] + c[3]
     return np.moveaxis(q, 0, -1).clip(0.0, 1.0)
 
 
+class Guide:
+    """A plate's RGB as the soft edge sees it (`compress_guide`), with what depends on the plate alone kept for
+    the next matte against the same plate (a preview's next click on a frame): the whole frame compressed once
+    (a plate's size of memory), and its block means for the Fast Guided Filter. The same results as the RGB."""
+
+    def __init__(self, rgb: np.ndarray):
+        self.rgb, self.shape = rgb, np.shape(rgb)
+        self._compressed, self._blocks = None, {}
+
+    @property
+    def compressed(self) -> np.ndarray:
+        if self._compressed is None:
+            self._compressed = compress_guide(np.asarray(self.rgb, np.float32))
+        return self._compressed
+
+    def blocks(self, s: int) -> np.ndarray:
+        if s not in self._blocks:
+            self._blocks[s] = _block_mean(self.compressed, s)
+        return self._blocks[s]
+
+
 def refine_alpha(
     alpha: np.ndarray,
-    guide: np.ndarray,
+    guide,
     radius: int = 8,
     eps: float = 1e-4,
     band: int = 8,
     device=None,
     fast: bool = True,
 ) -> np.ndarray:
-    """Alpha (H, W) float32 0..1 with its edges fitted to `guide`, the plate's RGB over the same window.
+    """Alpha (H, W) float32 0..1 with its edges fitted to `guide`, the plate's RGB over the same window (or a
+    `Guide` of it, kept between mattes on the same plate).
 
     radius: the filter's window half-size in pixels. About one model cell (plate width / logit grid
     width, 8 at 2K), the distance by which the model's edge may be off, so each window spans it;
@@ -262,9 +290,12 @@ def refine_alpha(
     exact one (tests/test_refine_tiles.py states the difference).
     """
     alpha = np.asarray(alpha, np.float32)
-    if alpha.ndim != 2 or np.shape(guide) != alpha.shape + (3,):
-        raise MatteBridgeError(f"refine: alpha {alpha.shape} and guide {np.shape(guide)} must be (H, W) and (H, W, 3)")
-    guide = np.asarray(guide, np.float32)
+    kept = guide if isinstance(guide, Guide) else None
+    shape = kept.shape if kept is not None else np.shape(guide)
+    if alpha.ndim != 2 or shape != alpha.shape + (3,):
+        raise MatteBridgeError(f"refine: alpha {alpha.shape} and guide {shape} must be (H, W) and (H, W, 3)")
+    guide = kept.compressed if kept is not None else np.asarray(guide, np.float32)
+    compressed = kept is not None
     inside = alpha > 0.5
     out = inside.astype(np.float32)
     edge = contour(inside)
@@ -273,17 +304,18 @@ def refine_alpha(
     h, w = alpha.shape
     chunk = CHUNK_CPU if device is None else CHUNK_DEVICE
     s = subsampling(radius) if device is None and fast else 1
+    s = s if tile % s == 0 else 1  # tiles start on whole cells (s divides 4 radius; a wider band may not)
     if s > 1 and len(ty):  # the band's tiles and the coefficients' reach (2 radius), from a multiple of s
         y0, x0 = max(ty.min() * tile - 2 * radius, 0) // s * s, max(tx.min() * tile - 2 * radius, 0) // s * s
         box = (y0, min((ty.max() + 1) * tile + 2 * radius, h), x0, min((tx.max() + 1) * tile + 2 * radius, w))
-        coefficients = _fast_coefficients(alpha, guide, box, s, radius, eps)
+        coefficients = _fast_coefficients(alpha, guide, box, s, radius, eps, kept)
     for start in range(0, len(ty), chunk):
         cy, cx = ty[start : start + chunk], tx[start : start + chunk]
         weight = _weights(edge, cy, cx, tile, band)
         if s > 1:
-            q = _fast_filtered(coefficients, box, s, guide, cy, cx, tile)
+            q = _fast_filtered(coefficients, box, s, guide, cy, cx, tile, compressed)
         else:
-            q = _filtered(alpha, guide, cy, cx, tile, radius, eps, device)
+            q = _filtered(alpha, guide, cy, cx, tile, radius, eps, device, compressed)
         for k, (y, x) in enumerate(zip(cy * tile, cx * tile)):
             wk, qk = weight[: h - y, : w - x, k], q[: h - y, : w - x, k]
             hard = out[y : y + tile, x : x + tile]
