@@ -127,8 +127,6 @@ class Server:
                 router.bind(self.address)
             except zmq.ZMQError as e:
                 raise MatteBridgeError(f"--bind {self.address}: {e}") from None
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, self.stop)
             worker_config = {
                 "model": self.model["name"],
                 "model_options": self.model["options"],
@@ -138,7 +136,9 @@ class Server:
                 "log_level": self.log_level,
             }
             self.pool = WorkerPool(self.ctx, self.devices, private_folder(), worker_config)
-            self.pool.start()
+            self.pool.start()  # Ctrl-C while the models load ends the front, and its workers with it
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.stop)
             self._serve(router)
         finally:
             if self.pool is not None:

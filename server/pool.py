@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -99,7 +100,7 @@ class WorkerPool:
     def _spawn(self, slot: Slot) -> None:
         slot.generation += 1
         slot.identity = f"{slot.index}.{slot.generation}".encode()
-        slot.ready, slot.info, slot.state, slot.error = False, {}, {}, ""
+        slot.ready, slot.info, slot.state = False, {}, {}
         config = dict(
             self.config,
             slot=slot.index,
@@ -187,8 +188,10 @@ class WorkerPool:
             code = slot.process.poll()
             if code is None:
                 continue
-            why = f"the model worker on {slot.device} stopped (exit code {code})"
-            log.error("%s%s; starting it again", why, f": {slot.error}" if slot.error else "")
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+            why = f"the model worker on {slot.device} {how}"
+            slot.error = f"{why}: {slot.error}" if slot.error else why  # `status` shows it after the restart
+            log.error("%s; starting it again", slot.error)
             out += self._fail(slot, why)
             # One that dies after serving starts again at once; one that cannot even start waits longer each time.
             slot.failures = 0 if slot.ready else slot.failures + 1
