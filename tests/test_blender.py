@@ -395,6 +395,31 @@ def test_documented_roots_take_blenders_own_config_and_refuse_a_private_one(
         shutil.rmtree(spare, ignore_errors=True)
 
 
+def test_a_clip_lost_with_its_worker_is_opened_again(checkpoint, bedroom_plate, tmp_path):
+    """`serve --devices`: the worker holding the connection's clip is killed; the next click opens it again."""
+    import signal
+
+    server = ServerProcess(checkpoint, tmp_path, "--devices", "cpu,cpu")
+    spec = jobs.ClipSpec(bedroom_plate, "1001-1004", "ACEScg", None)
+    conn = jobs.Connection(server.address, timeout=30)
+    try:
+        first = jobs.preview(conn, spec, 1002, "hero", [(480, 270, True)], None)
+        clip = conn.clip(spec)
+        status = conn.client().status()
+        (holder,) = [w for w in status["workers"] if w["clips"] == 1]
+        os.kill(holder["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while conn.client().status()["workers"][holder["worker"]]["restarts"] == 0:
+            assert time.monotonic() < deadline, "the server did not notice the dead worker"
+            time.sleep(0.2)
+        again = jobs.preview(conn, spec, 1002, "hero", [(480, 270, True)], None)
+        assert conn.clip(spec).id != clip.id  # a new clip, on a live worker
+        np.testing.assert_array_equal(again.alpha, first.alpha)
+    finally:
+        conn.forget()
+        server.stop()
+
+
 def test_runner_against_a_real_server(blender_server, projects, bedroom_plate):
     spec = jobs.ClipSpec(bedroom_plate, "1001-1004", "ACEScg", None)
     conn = jobs.Connection(blender_server.address, timeout=30)

@@ -173,7 +173,7 @@ class ServerWorker(QObject):
             self._send(key[0], key[1], revision, prompt)
 
     def _send(self, frame: int, obj: str, revision: int, prompt: Optional[dict]) -> None:
-        from mattebridge.core.wire.client import Busy, ServerError, ServerRestarted
+        from mattebridge.core.wire.client import Busy, ClipLost, ServerError, ServerRestarted
 
         if self.clip is None:
             self.promptFailed.emit(frame, obj, revision, "not connected to the server")
@@ -191,7 +191,7 @@ class ServerWorker(QObject):
                 return
             except Busy as e:
                 time.sleep(min(max(e.retry_after, 0.05), 2.0))
-            except ServerRestarted as e:
+            except (ServerRestarted, ClipLost) as e:  # the clip is gone: reconnect, send every prompt again
                 self._lose(one_line(e))
                 return
             except ServerError as e:

@@ -47,6 +47,10 @@ class ServerError(MatteBridgeError):
         self.code, self.extra = code, extra or {}
 
 
+class ClipLost(ServerError):
+    """The model worker holding the clip ended (`worker_lost`): the clip is gone, the server is not; open it again."""
+
+
 class Busy(ServerError):
     """The server's queue is full; try again after `retry_after` seconds."""
 
@@ -186,7 +190,8 @@ class Client:
             code = str(msg.content.get("code", "internal"))
             text = str(msg.content.get("message", "unknown error"))
             extra = {k: v for k, v in msg.content.items() if k not in ("code", "message")}
-            raise (Busy if code == "busy" else ServerError)(code, f"server: {text}", extra)
+            kind = {"busy": Busy, "worker_lost": ClipLost}.get(code, ServerError)
+            raise kind(code, f"server: {text}", extra)
         return msg
 
     def _done(self, msg_id: str) -> None:

@@ -187,12 +187,13 @@ class Connection:
                 pass
 
     def call(self, fn):
-        """`fn(self)`, once more with a fresh client if the server restarted (its clips are gone)."""
-        from mattebridge.core.wire.client import ServerRestarted, ServerUnreachable
+        """`fn(self)`, once more with a fresh client if the server restarted or the worker holding a clip ended
+        (`serve --devices`): the clips are gone, so they are opened again."""
+        from mattebridge.core.wire.client import ClipLost, ServerRestarted, ServerUnreachable
 
         try:
             return fn(self)
-        except ServerRestarted:
+        except (ServerRestarted, ClipLost):
             self.forget()
             return fn(self)
         except ServerUnreachable:
