@@ -116,6 +116,19 @@ def raw_socket(address, timeout_ms=10000):
     return sock
 
 
+def wait_for(predicate, timeout: float, what: str):
+    """`predicate()`'s first true value, polled every 0.2 s; an AssertionError naming `what` after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     import socket
 

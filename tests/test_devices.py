@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ServerProcess, read_exr
+from conftest import ServerProcess, read_exr, wait_for
 
 from mattebridge.core.wire.client import Client, ServerError
 
@@ -21,16 +21,6 @@ def two_cpus(checkpoint, tmp_path_factory):
     server = ServerProcess(checkpoint, tmp_path_factory.mktemp("devices"), "--devices", "cpu,cpu")
     yield server
     server.stop()
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _parent_of(pid: int) -> int:
@@ -129,7 +119,7 @@ def test_a_dead_worker_fails_only_its_clips_and_is_started_again(checkpoint, bed
 
             thread = threading.Thread(target=run_b)
             thread.start()
-            _wait(lambda: results_b, 60, "b's first frame")
+            wait_for(lambda: results_b, 60, "b's first frame")
             os.kill(victim["pid"], signal.SIGKILL)
 
             with pytest.raises(ServerError) as lost:
@@ -147,7 +137,7 @@ def test_a_dead_worker_fails_only_its_clips_and_is_started_again(checkpoint, bed
             assert results_b == list(range(1001, 1021))  # the other client's job ran to its end
             assert sorted(os.listdir(tmp_path / "b")) == [f"m.{f}.exr" for f in range(1001, 1021)]
 
-            restarted = _wait(
+            restarted = wait_for(
                 lambda: (lambda w: w if w["state"] == "ready" else None)(a.status()["workers"][job["worker"]]),
                 120,
                 "the dead worker to be started again",
@@ -178,7 +168,7 @@ def test_workers_end_with_the_front_even_when_it_is_killed(checkpoint, tmp_path)
     with Client(server.address) as client:
         pids = [w["pid"] for w in client.status()["workers"]]
     server.stop(signal.SIGKILL)  # no chance to tell its workers
-    _wait(lambda: not any(_alive(pid) for pid in pids), 30, "the orphaned workers to end")
+    wait_for(lambda: not any(_alive(pid) for pid in pids), 30, "the orphaned workers to end")
 
 
 def _alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ServerProcess, model_args, raw_socket, read_exr, run_cli, write_exr
+from conftest import ServerProcess, model_args, raw_socket, read_exr, run_cli, wait_for, write_exr
 
 from mattebridge.core.wire.client import Client, ServerError, ServerUnreachable
 from mattebridge.core.wire.protocol import ERRORS, REQUESTS, TAG, Message, decode, encode
@@ -316,16 +316,6 @@ for r in run:
 """
 
 
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_client_killed_mid_propagation_frees_its_job_and_clips(checkpoint, bedroom_plate, tmp_path):
     server = ServerProcess(checkpoint, tmp_path, "--client-timeout", "2")
     try:
@@ -338,13 +328,13 @@ def test_client_killed_mid_propagation_frees_its_job_and_clips(checkpoint, bedro
             assert len(status["jobs"]) == 1 and status["clips"] == 1
             proc.kill()
             proc.wait()
-            status = _wait(
+            status = wait_for(
                 lambda: (lambda s: s if not s["jobs"] and s["clips"] == 0 else None)(watcher.status()),
                 20,
                 "the dead client's job and clip to be freed",
             )
             assert status["frames_done"] < 20  # cancelled, not run to the end
-        _wait(lambda: "the client stopped heartbeating" in server.log(), 10, "the worker's log of the cancel")
+        wait_for(lambda: "the client stopped heartbeating" in server.log(), 10, "the worker's log of the cancel")
     finally:
         server.stop()
 
@@ -377,7 +367,7 @@ def test_server_killed_mid_propagation_then_a_restart_resumes(checkpoint, bedroo
     def finished():
         return [n for n in exr_listing(tmp_path / "m") if not n.startswith(".")]  # not the temp files
 
-    _wait(lambda: len(finished()) >= 3, 60, "three frames on disk")
+    wait_for(lambda: len(finished()) >= 3, 60, "three frames on disk")
     server.process.kill()  # SIGKILL: no chance to clean up
     server.stop()
     killed = time.monotonic()
