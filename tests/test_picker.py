@@ -461,3 +461,30 @@ def test_command_line_auto_track_check_and_errors(mb_server, tmp_path):
 
     rc, out, err = run_picker(tmp_path / "missing.####.exr", "--server", mb_server.address)
     assert rc == 2 and err.startswith("mattebridge: error:") and "missing.####.exr" in err and out == ""
+
+
+def test_a_clip_lost_with_its_worker_is_opened_again_with_every_prompt(qapp, checkpoint, tmp_path):
+    """`serve --devices`: the worker holding the window's clip is killed; the next click reconnects, the window
+    sends every prompt again, and the server ends up holding exactly the window's prompts."""
+    import signal
+
+    from conftest import ServerProcess
+
+    plate = subject_plate(tmp_path, [1, 2, 3])
+    server = ServerProcess(checkpoint, tmp_path, "--devices", "cpu,cpu")
+    try:
+        with picker(plate, "--server", server.address, "--save", tmp_path / "p.json") as w:
+            click(w, 56.5, 48.5)
+            first = w.worker.clip.id
+            with Client(server.address, timeout=30) as c:
+                (holder,) = [x for x in c.status()["workers"] if x["clips"] == 1]
+                os.kill(holder["pid"], signal.SIGKILL)
+                wait_until(lambda: c.status()["workers"][holder["worker"]]["restarts"] == 1, "the dead worker seen")
+            pos = widget_pixel(w, 30.5, 20.5)
+            QTest.mouseClick(w.canvas, Qt.LeftButton, Qt.ShiftModifier, pos)  # a second, negative point
+            wait_until(lambda: w.idle() and w.worker.clip is not None and w.worker.clip.id != first, "a new clip")
+            assert len(points(w)) == 2
+            assert server_prompts(w) == window_prompts(w)
+            assert w.mattes[w.frame][w.active] is not None
+    finally:
+        server.stop()
