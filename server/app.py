@@ -178,8 +178,8 @@ class Server:
                     self._receive(router, frames)
             self._relay(router)
             if time.monotonic() - last_reap > min(1.0, self.client_timeout / 4):
-                for client, msg in self.pool.check():
-                    self._send(router, client, msg)
+                for client, msg in self.pool.check():  # a dead worker's requests and jobs: `worker_lost`
+                    self._remember(client, msg.parent_id, self._send(router, client, msg))
                 self._reap()
                 last_reap = time.monotonic()
         log.info("stopping: cancelling running jobs")
@@ -193,22 +193,26 @@ class Server:
     def _relay(self, router) -> None:
         """The workers' answers, on to their clients (kept for a retry when the request was idempotent)."""
         for client, frames, parent in self.pool.receive():
-            try:
-                router.send_multipart([client, *frames], copy=False)
-            except zmq.ZMQError as e:  # the client's pipe is gone
-                log.debug("reply to %s dropped: %s", client.hex()[:8], e)
-            state = self.clients.get(client)
-            if state is not None and parent in state.replies and state.replies[parent] is None:
-                state.replies[parent] = frames
+            self._send_frames(router, client, frames)
+            self._remember(client, parent, frames)
+
+    def _remember(self, client: bytes, parent: Optional[str], frames: list) -> None:
+        """The answer to an idempotent request, for the client's retry of it."""
+        state = self.clients.get(client)
+        if state is not None and parent in state.replies and state.replies[parent] is None:
+            state.replies[parent] = frames
 
     def _send(self, router, client: bytes, msg: Message) -> list:
         msg.session = self.session
         frames = encode(msg)
+        self._send_frames(router, client, frames)
+        return frames
+
+    def _send_frames(self, router, client: bytes, frames: list) -> None:
         try:
             router.send_multipart([client, *frames], copy=False)
         except zmq.ZMQError as e:  # the client's pipe is gone
             log.debug("reply to %s dropped: %s", client.hex()[:8], e)
-        return frames
 
     def _receive(self, router, frames) -> None:
         client = bytes(frames[0].buffer)
@@ -254,7 +258,7 @@ class Server:
         if msg.msg_type in IDEMPOTENT and msg.msg_id in state.replies:  # a retry
             cached = state.replies[msg.msg_id]
             if cached is not None:
-                router.send_multipart([client, *cached], copy=False)
+                self._send_frames(router, client, cached)
             return
         load = self.pool.pending()
         if load >= self.max_queue:
