@@ -80,7 +80,8 @@ def test_two_propagations_run_on_different_workers_and_equal_one_device(
     with capsys.disabled():
         print(f"\n--devices cpu,cpu: one propagation {alone:.1f}s; two at once {both:.1f}s ({both / alone:.2f}x)")
 
-    # The same clicks on a one-device server give the same mattes.
+    # The same clicks on a one-device server give the same mattes, within float rounding: there the model runs on
+    # both cores' threads, here on one each (cores / workers), which sums in another order (half-float files).
     for name, point in points.items():
         single = tmp_path / "single" / name / "m.####.exr"
         _track(mb_server.address, bedroom_plate, single, point)
