@@ -108,7 +108,12 @@ def test_a_cpu_run_leaves_the_writers_their_cores_and_puts_torch_threads_back(mo
     try:
         for _ in track_run(model, bedroom_plate, str(tmp_path / "m.####.exr"), 1, "1001-1002", prompts=prompts):
             seen.append(torch.get_num_threads())
-        assert seen == [1, 1] and torch.get_num_threads() == 2
+        assert seen == [1, 1] and torch.get_num_threads() == 2  # the default edge: soft
+        for _ in track_run(
+            model, bedroom_plate, str(tmp_path / "r.####.exr"), 1, "1001-1002", prompts=prompts, edge="raw"
+        ):
+            seen.append(torch.get_num_threads())
+        assert seen == [1, 1, 2, 2]  # a raw edge's writer is light: the model keeps both
     finally:
         torch.set_num_threads(before)
 

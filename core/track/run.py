@@ -210,7 +210,8 @@ class TrackRun:
             handled.add(index)
 
         feed = tracker = None
-        threads = _model_threads(self.model.device, self.writers)
+        heavy = job.edge in ("soft", "matte") or bool(job.cutout or job.foreground)  # the post works on the plate
+        threads = _model_threads(self.model.device, self.writers) if heavy else None
         try:
             if len(done) == len(frames):  # everything is on disk: no model work at all
                 for index in range(len(frames)):
@@ -220,7 +221,7 @@ class TrackRun:
             else:
                 per_frame = engine_prompts(job.prompts, self.clip.geometry, self.paths)
                 read = self.clip.read
-                if job.edge in ("soft", "matte") or job.cutout or job.foreground:  # the post needs the plate too
+                if heavy:  # the post needs the plate too
                     # frames between the feed's read and the post's take: the feed's read-ahead, the frame the
                     # model is on, the writers' queue and the frame being handed to them
                     shared = SharedReads(self.clip.read, AHEAD + 1 + writers.depth + 1)
@@ -281,11 +282,13 @@ class TrackRun:
 
 
 def _model_threads(device, writers: int):
-    """On a CPU, the model's torch threads leave the writers their cores for the run (None elsewhere); returns
-    what puts the count back. torch's OpenMP threads spin-wait between operations on every core they have,
-    so beside a writer thread the writer ran ~3x slower (1080p soft edge at 256 on 2 cores, 8 frames: 1.9 ->
-    2.5 frames/s end to end with one torch thread instead of two; raw 2.1-2.7 -> 2.9). Process-wide: a
-    server's previews between a propagation's frames run with the same count."""
+    """On a CPU, the model's torch threads leave the writers their cores for a run whose post works on the plate
+    (None elsewhere); returns what puts the count back. torch's OpenMP threads spin-wait between operations on
+    every core they have, and beside a busy writer thread that costs more than the second thread gains: 1080p
+    soft edge at 256 on 2 cores, 8 frames, 3 rounds interleaved (load ~1.3): 2.05 -> 2.31 frames/s end to end,
+    writer 0.36 -> 0.29 s a frame. With the raw edge the writer is light and two threads win (3.16 vs 2.63), so
+    raw and hard runs keep the count. Process-wide: a server's previews between a propagation's frames run with
+    the same count."""
     import torch
 
     if getattr(device, "type", str(device)) != "cpu":
