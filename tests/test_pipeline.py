@@ -331,3 +331,19 @@ def test_every_object_shares_one_image_encoder_forward_per_frame(model, bedroom_
     )
     assert [o.frame for o in run] == [1001, 1002, 1003, 1004]
     assert len(encoder.calls) == 4
+
+
+def test_half_rounding_is_numpys():
+    from mattebridge.core.track.post import as_half
+
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, 2_000_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    near = np.float32(2.0) ** rng.integers(-30, 17, 200_000).astype(np.float32) * rng.random(200_000, np.float32)
+    edges = np.array([0, -0.0, 2**-25, 2**-24, 6.1e-5, 65504, 65520, np.inf, -np.inf, 1 - 2**-12], np.float32)
+    sigmoid = (1 / (1 + np.exp(-np.linspace(-60, 60, 10_001)))).astype(np.float32)  # a matte's values
+    values = np.concatenate([bits[~np.isnan(bits)], near, edges, sigmoid])
+    assert values.dtype == np.float32
+    with np.errstate(over="ignore"):
+        want = values.astype(np.float16).astype(np.float32)
+    got = as_half(values)
+    assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))  # bit for bit

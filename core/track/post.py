@@ -199,13 +199,13 @@ class MattePost:
             elif step.alphas is not None and obj in step.alphas:
                 mattes[obj] = step.alphas[obj]
                 if job.layout != "cryptomatte":
-                    mattes[obj] = mattes[obj].astype(np.float16).astype(np.float32)
+                    mattes[obj] = as_half(mattes[obj])
             else:
                 mattes[obj] = alpha_from_logits(
                     logits, geometry, job.edge, plate.pixels if plate else None, self.device
                 )
                 if job.layout != "cryptomatte":  # stored as half: QC and buffers see exactly what the file holds
-                    mattes[obj] = mattes[obj].astype(np.float16).astype(np.float32)
+                    mattes[obj] = as_half(mattes[obj])
             self._record(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry, ious.get(obj))
         meta = dict(
             self.metadata,
@@ -258,6 +258,15 @@ class MattePost:
             json_path, csv_path = report_paths(self.job)
             self.report.write_json(self.files.path(json_path, "report"))
             self.report.write_csv(self.files.path(csv_path, "report"))
+
+
+def as_half(alpha: np.ndarray) -> np.ndarray:
+    """float32 values rounded to half precision (what a half EXR holds), as float32. torch's conversion: numpy's
+    float32 -> float16 takes a slow path on values below half's normal range, which is most of a matte (the
+    background's sigmoid): 66 ms against 1 ms for a 1080p matte, measured; the same values (tested)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(alpha, np.float32)).half().float().numpy()
 
 
 def default_writers() -> int:
