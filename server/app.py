@@ -101,9 +101,12 @@ class Server:
         self.started = time.monotonic()
         self.clients: Dict[bytes, PeerState] = {}
         self._stop = threading.Event()
+        self._stop_now = threading.Event()  # a second SIGINT/SIGTERM: do not wait for the frames in progress
         self.ctx = zmq.Context()
 
     def stop(self, *_):
+        if self._stop.is_set():
+            self._stop_now.set()
         self._stop.set()
 
     # --- the socket thread --------------------------------------------------------------------------
@@ -182,10 +185,10 @@ class Server:
                     self._remember(client, msg.parent_id, self._send(router, client, msg))
                 self._reap()
                 last_reap = time.monotonic()
-        log.info("stopping: cancelling running jobs")
+        log.info("stopping: cancelling running jobs after their frames in progress (again to stop at once)")
         self.pool.stop()
         deadline = time.monotonic() + 120
-        while self.pool.running() and time.monotonic() < deadline:
+        while self.pool.running() and time.monotonic() < deadline and not self._stop_now.is_set():
             poller.poll(100)
             self._relay(router)
         self._relay(router)

@@ -21,6 +21,7 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.track.post import to_half
 from mattebridge.core.track.run import TrackRun
 from mattebridge.core.wire.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
 from mattebridge.core.wire.shm import read_shared_rgb, shared_layout, to_rgb32
@@ -282,7 +283,7 @@ class Worker(threading.Thread):
         clip.prompts.objects[obj][frame] = fp  # the full set for this object and frame: a repeat is harmless
         alpha, geometry, score, iou = clip.preview(self.model, index, obj, fp, edge)
         buffers: list = []
-        desc = pack_array(alpha.astype("float16"), buffers)
+        desc = pack_array(to_half(alpha), buffers)
         self._reply(
             client,
             msg,
@@ -415,7 +416,7 @@ class Worker(threading.Thread):
         if job.buffers:
             geometry = job.clip.prepared.geometry[outcome.frame]
             content["geometry"] = geometry.to_json()
-            content["alpha"] = {o: pack_array(a.astype("float16"), buffers) for o, a in outcome.mattes.items()}
+            content["alpha"] = {o: pack_array(to_half(a), buffers) for o, a in outcome.mattes.items()}
         self.send(job.client, Message("frame", content, buffers, parent_id=job.msg_id))
 
     def _end(self, job: PropagationJob, status: str, reason: str = "") -> None:

@@ -199,3 +199,26 @@ def test_the_devices_benchmark_runs_end_to_end():
     assert re.search(
         r"\*\*two at once, --devices cpu,cpu / cpu: \d+\.\d\dx \(best\) / \d+\.\d\dx \(median\)\*\*", done.stdout
     )
+
+
+def test_a_second_sigint_stops_at_once_without_waiting_for_the_frame_in_progress(checkpoint, bedroom_plate, tmp_path):
+    """The first SIGINT lets running frames finish (complete files only); a second one ends the server now."""
+    server = ServerProcess(checkpoint, tmp_path, "--devices", "cpu,cpu")
+    with Client(server.address) as client:
+        pids = [w["pid"] for w in client.status()["workers"]]
+        clip = client.open_clip(bedroom_plate, "1001-1020", colorspace="ACEScg")
+        clip.prompt(1001, "hero", points=[(300, 300, True)])
+        run = clip.propagate(direction="forward", out=str(tmp_path / "m.####.exr"), edge="soft")
+        next(run)
+        os.kill(pids[0], signal.SIGSTOP)  # a worker stuck in a frame (a hung GPU call, a huge plate)
+        try:
+            server.process.send_signal(signal.SIGINT)
+            wait_for(lambda: "again to stop at once" in server.log(), 10, "the first SIGINT")
+            assert server.process.poll() is None  # waiting for the stuck worker
+            server.process.send_signal(signal.SIGINT)
+            server.process.wait(20)
+        finally:
+            if _alive(pids[0]):  # else the front killed it, as it should have
+                os.kill(pids[0], signal.SIGCONT)
+    assert server.stop() == 0
+    wait_for(lambda: not any(_alive(pid) for pid in pids), 30, "the workers to end")

@@ -118,6 +118,28 @@ def test_a_cpu_run_leaves_the_writers_their_cores_and_puts_torch_threads_back(mo
         torch.set_num_threads(before)
 
 
+def test_overlapping_runs_share_one_thread_reduction_and_the_last_puts_the_count_back():
+    """A server worker interleaves propagations: the count after them all is the count before them all."""
+    import torch
+
+    from mattebridge.core.track.run import _model_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        cpu = torch.device("cpu")
+        first = _model_threads(cpu, 1)
+        second = _model_threads(cpu, 1)
+        assert torch.get_num_threads() == 3  # one reduction, not 4 - 1 - 1
+        first()
+        assert torch.get_num_threads() == 3  # the second run still holds it
+        second()
+        assert torch.get_num_threads() == 4
+        assert _model_threads(torch.device("meta"), 1) is None  # off the CPU nothing changes
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_shared_reads_keep_at_most_their_bound():
     from mattebridge.core.track.clip import SharedReads
 
