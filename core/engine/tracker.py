@@ -143,21 +143,7 @@ class StreamingTracker:
         `corrections` maps a frame index to [(object, ObjectPrompt), ...]: when the pass reaches that frame
         it is tracked, corrected with the prompts, and the pass goes on from it with the correction in force.
         """
-        corrections = corrections or {}
-        step = -1 if reverse else 1
-        pending = sorted((f for f in corrections if (f - start) * step > 0 and (stop - f) * step >= 0), reverse=reverse)
-        segment_start = start
-        for halt in pending + [None]:
-            end = stop if halt is None else halt
-            for result in self._pass(segment_start, end, reverse):
-                if result.index == halt:
-                    break  # tracked; now corrected below and re-emitted by the next segment
-                yield result
-            if halt is None:
-                return
-            for obj, prompt in corrections[halt]:
-                self.add_prompt(halt, obj, prompt)
-            segment_start = halt
+        return corrected_passes(self, start, stop, reverse, corrections, rerun_corrected=True)
 
     def _pass(self, start: int, stop: int, reverse: bool) -> Iterator[TrackerOutput]:
         if reverse and start == 0:  # sam2 skips a reverse pass that starts on frame 0
@@ -192,3 +178,31 @@ class StreamingTracker:
             len(s["cond_frame_outputs"]) + len(s["non_cond_frame_outputs"])
             for s in self.state["output_dict_per_obj"].values()
         )
+
+
+def corrected_passes(tracker, start: int, stop: int, reverse: bool, corrections, rerun_corrected: bool):
+    """`Tracker.propagate` for both trackers: passes of `tracker._pass(a, b, reverse)` from `start` to `stop`,
+    halting on each corrected frame, which is tracked, then prompted with its corrections. `rerun_corrected`: the
+    next pass starts on the corrected frame and emits it (sam2 re-runs a conditioning frame); else its result is
+    emitted here and the next pass starts after it (transformers' sessions)."""
+    corrections = corrections or {}
+    step = -1 if reverse else 1
+    pending = sorted((f for f in corrections if (f - start) * step > 0 and (stop - f) * step >= 0), reverse=reverse)
+    segment_start = start
+    for halt in pending + [None]:
+        end = stop if halt is None else halt
+        for result in tracker._pass(segment_start, end, reverse):
+            if result.index == halt:
+                break  # tracked: the correction below runs on its memory
+            yield result
+        if halt is None:
+            return
+        for obj, prompt in corrections[halt]:
+            tracker.add_prompt(halt, obj, prompt)
+        if rerun_corrected:
+            segment_start = halt
+            continue
+        yield tracker.result(halt)
+        if halt == stop:
+            return
+        segment_start = halt + step

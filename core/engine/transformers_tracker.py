@@ -24,7 +24,13 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
-from mattebridge.core.engine.tracker import ObjectPrompt, TrackerOutput, compute_context, keep_output
+from mattebridge.core.engine.tracker import (
+    ObjectPrompt,
+    TrackerOutput,
+    compute_context,
+    corrected_passes,
+    keep_output,
+)
 from mattebridge.core.errors import MatteBridgeError
 
 # config.model_type -> (model class, inference session class), all in the model type's modeling module
@@ -281,24 +287,7 @@ class TransformersTracker:
     def propagate(
         self, start: int, stop: int, reverse: bool = False, corrections: Optional[Dict[int, List[tuple]]] = None
     ) -> Iterator[TrackerOutput]:
-        corrections = corrections or {}
-        step = -1 if reverse else 1
-        pending = sorted((f for f in corrections if (f - start) * step > 0 and (stop - f) * step >= 0), reverse=reverse)
-        segment_start = start
-        for halt in pending + [None]:
-            end = stop if halt is None else halt
-            for result in self._pass(segment_start, end, reverse):
-                if result.index == halt:
-                    break  # tracked: the correction below runs on its memory
-                yield result
-            if halt is None:
-                return
-            for obj, prompt in corrections[halt]:
-                self.add_prompt(halt, obj, prompt)
-            yield self.result(halt)
-            if halt == stop:
-                return
-            segment_start = halt + step
+        return corrected_passes(self, start, stop, reverse, corrections, rerun_corrected=False)
 
     def _pass(self, start: int, stop: int, reverse: bool) -> Iterator[TrackerOutput]:
         if reverse and start == 0:  # the library skips a reverse pass that starts on frame 0
