@@ -28,9 +28,7 @@ from mattebridge.core.wire.sequence import FrameRange
 from mattebridge.core.wire.vocabulary import EDGE_MODES
 
 from .access import Roots
-
-# Default of `serve --feature-cache-mb`: about 9 frames' image features at the model's 1024 px (~112 MiB each).
-FEATURE_CACHE_MB = 1024
+from .limits import FEATURE_CACHE_MB
 
 
 def feature_bytes(features) -> int:

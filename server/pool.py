@@ -282,12 +282,12 @@ class WorkerPool:
                 "busy", "no model worker is ready (one is starting again after a failure)", retry_after=5.0
             )
 
-        def load(slot: Slot):
-            jobs = sum(1 for j in self.jobs.values() if j.slot == slot.index)
-            clips = sum(1 for index, _ in self.clips.values() if index == slot.index)
-            return jobs, clips, slot.index
+        return min(ready, key=lambda slot: (*self._held(slot), slot.index))
 
-        return min(ready, key=load)
+    def _held(self, slot: Slot) -> Tuple[int, int]:
+        """(running propagations, open clips) on `slot`'s worker: its load."""
+        jobs = sum(1 for j in self.jobs.values() if j.slot == slot.index)
+        return jobs, sum(1 for index, _ in self.clips.values() if index == slot.index)
 
     def pending(self) -> int:
         """Requests handed to the workers and not answered yet."""
@@ -326,26 +326,27 @@ class WorkerPool:
             }
             for (_, job_id), j in self.jobs.items()
         ]
-        workers = [
-            {
-                "worker": s.index,
-                "device": s.info.get("device", s.device),
-                "state": "ready" if s.ready else "starting" if s.process is not None else "waiting to restart",
-                "pid": s.info.get("pid") if s.ready else None,
-                "clips": sum(1 for index, _ in self.clips.values() if index == s.index),
-                "jobs": sum(1 for j in self.jobs.values() if j.slot == s.index),
-                "queue": s.state.get("queue", 0),
-                "memory": s.state.get("memory", {}),
-                "restarts": s.restarts,
-                "last_error": s.error,
-            }
-            for s in self.slots
-        ]
+        workers = [self._worker_status(s) for s in self.slots]
         return {
             "jobs": jobs,
             "clips": len(self.clips),
             "frames_done": self.frames_done,
             "workers": workers,
+        }
+
+    def _worker_status(self, s: Slot) -> dict:
+        jobs, clips = self._held(s)
+        return {
+            "worker": s.index,
+            "device": s.info.get("device", s.device),
+            "state": "ready" if s.ready else "starting" if s.process is not None else "waiting to restart",
+            "pid": s.info.get("pid") if s.ready else None,
+            "clips": clips,
+            "jobs": jobs,
+            "queue": s.state.get("queue", 0),
+            "memory": s.state.get("memory", {}),
+            "restarts": s.restarts,
+            "last_error": s.error,
         }
 
 

@@ -82,7 +82,6 @@ class Worker(threading.Thread):
         self._jobs: List[PropagationJob] = []
         self._clips: Dict[str, ServerClip] = {}
         self._stopping = False
-        self.frames_done = 0
 
     # --- called from the socket thread ------------------------------------------------------------
     def submit(self, client: bytes, msg: Message, clip_id: str = "") -> None:
@@ -111,24 +110,6 @@ class Worker(threading.Thread):
                 job.cancelled = job.cancelled or why
             self._cond.notify()
             return len(hits)
-
-    def snapshot(self) -> dict:
-        with self._cond:
-            return {
-                "queue": sum(len(q) for q in self._requests.values()),
-                "jobs": [
-                    {
-                        "job": j.msg_id,
-                        "clip": j.clip.id,
-                        "done": j.done,
-                        "total": j.total,
-                        "seconds": round(time.monotonic() - j.started, 1),
-                    }
-                    for j in self._jobs
-                ],
-                "clips": len(self._clips),
-                "frames_done": self.frames_done,
-            }
 
     def stop(self) -> None:
         with self._cond:
@@ -400,7 +381,6 @@ class Worker(threading.Thread):
             self._end(job, "error")
             self._error(job.client, msg, ProtocolError("internal", f"{type(e).__name__}: {e}"))
             return
-        self.frames_done += 1
         buffers: list = []
         content = {
             "clip": job.clip.id,
