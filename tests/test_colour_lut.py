@@ -1,5 +1,6 @@
-"""The device path of the model's view: OCIO baked into LUTs (core/image/lut.py) and the area downsample as
-sparse products (core/image/resample.py), against OCIO's CPU processor and the float64 numpy downsample.
+"""The model's view: OCIO baked into LUTs (core/image/lut.py; both its paths: torch ops on a device, OCIO's Lut3D
+and exact tail on the CPU) and the area downsample as sparse products (core/image/resample.py), against OCIO's CPU
+processor of the whole transform and the float64 numpy downsample.
 
 Tolerances reached (display-referred, after the clip to 0..1, 129³ cube):
 - matrix + curve views (Un-tone-mapped, Video, Raw): within 1/255 everywhere (they are not cubed);
@@ -33,10 +34,13 @@ EXACT = [
 ]
 
 
-def errors(transform: DisplayTransform, rgb: np.ndarray) -> np.ndarray:
+PATHS = ["apply_torch", "apply_cpu"]  # a GPU's path (here on the CPU's torch), a CPU's
+
+
+def errors(transform: DisplayTransform, rgb: np.ndarray, path: str) -> np.ndarray:
     """Per-pixel max abs difference, after the clip, between the baked LUT and OCIO's CPU processor."""
-    device = np.clip(lut.baked(transform.processor).apply(torch.from_numpy(rgb)).numpy(), 0, 1)  # the GPU path
-    return np.abs(device - np.clip(transform.apply(rgb), 0, 1)).max(-1)
+    baked = getattr(lut.baked(transform.processor), path)(torch.from_numpy(rgb)).numpy()
+    return np.abs(np.clip(baked, 0, 1) - np.clip(transform.apply(rgb), 0, 1)).max(-1)
 
 
 def hdr_values(n=100_000, seed=0) -> np.ndarray:
@@ -57,26 +61,41 @@ def footage(colorspace: str) -> np.ndarray:
     return np.ascontiguousarray(buf.get_pixels(oiio.FLOAT)[..., :3], np.float32)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("colorspace", ["ACEScg", "ACES2065-1"])
 @pytest.mark.parametrize("display,view", EXACT)
-def test_matrix_and_curve_views_are_exact(colorspace, display, view):
+def test_matrix_and_curve_views_are_exact(colorspace, display, view, path):
     transform = DisplayTransform(STUDIO, colorspace, display, view)
     assert lut.baked(transform.processor).cube is None  # one exact matrix and the display's curve
-    assert errors(transform, hdr_values()).max() <= 1 / 255
-    assert errors(transform, footage(colorspace)).max() <= 1 / 255
+    assert errors(transform, hdr_values(), path).max() <= 1 / 255
+    assert errors(transform, footage(colorspace), path).max() <= 1 / 255
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("colorspace", ["ACEScg", "ACES2065-1"])
 @pytest.mark.parametrize("display,view", [SDR, P3, HDR])
-def test_aces2_views_on_footage_and_wide_gamut_hdr(colorspace, display, view):
+def test_aces2_views_on_footage_and_wide_gamut_hdr(colorspace, display, view, path):
     transform = DisplayTransform(STUDIO, colorspace, display, view)
     assert lut.baked(transform.processor).cube is not None
     real = footage(colorspace)
-    assert errors(transform, real).max() <= 1 / 255
-    assert errors(transform, real * 4).max() <= 1 / 255  # 2 stops over: highlights into the shoulder
-    wild = errors(transform, hdr_values())
+    assert errors(transform, real, path).max() <= 1 / 255
+    assert errors(transform, real * 4, path).max() <= 1 / 255  # 2 stops over: highlights into the shoulder
+    wild = errors(transform, hdr_values(), path)
     assert np.quantile(wild, 0.99) <= 0.7 / 255 and np.quantile(wild, 0.999) <= 3.2 / 255
     assert (wild > 1 / 255).mean() <= 0.006 and wild.max() <= 0.16
+
+
+@pytest.mark.parametrize("display,view", [SDR, HDR, EXACT[0]])
+def test_the_cpu_path_is_the_device_path(display, view):
+    """The same cube on both paths (trilinear in OCIO and in grid_sample); they differ by the tail: OCIO's exact ops
+    on the CPU, its 4096-entry table on a device."""
+    transform = DisplayTransform(STUDIO, "ACEScg", display, view)
+    baked = lut.baked(transform.processor)
+    rgb = torch.from_numpy(np.concatenate([hdr_values(20_000), footage("ACEScg").reshape(-1, 3)]).reshape(-1, 10, 3))
+    cpu, device = baked.apply_cpu(rgb), baked.apply_torch(rgb)
+    assert cpu.shape == device.shape == rgb.shape and cpu.dtype == torch.float32
+    assert (cpu.clamp(0, 1) - device.clamp(0, 1)).abs().max() <= 1e-4
+    assert baked.apply(rgb).equal(cpu)  # a CPU tensor takes the CPU path
 
 
 def test_baked_once_per_transform_and_bounded():
