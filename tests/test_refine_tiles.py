@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from mattebridge.core.image.resample import area_resize, upsample_to_window
-from mattebridge.core.matte.boxfilter import dilate
+from mattebridge.core.matte.boxfilter import box_sum_tiles, box_sum_valid, dilate, window_sums
 from mattebridge.core.matte.refine import (
     Guide,
     _block_mean,
+    _nonzero,
     compress_guide,
     contour,
     edge_tiles,
@@ -112,6 +113,37 @@ def test_tiles_match_the_float64_refine(w, h, kind, tiles):
     assert np.abs(out - _refine64(raw, plate, r, r)).max() < TOL_PREVIOUS
     ty, tx = edge_tiles(contour(raw > 0.5), r, 64)
     assert len(ty) <= tiles < -(-w // 64) * -(-h // 64) / 2  # only the band's tiles are filtered
+
+
+def test_window_sums_are_the_running_sums():
+    # the numpy exact filter's box sums: pairwise sums of power-of-two runs (31 = 16 + 16 - 1 among them), the
+    # columns over the flattened tiles
+    rng = np.random.default_rng(6)
+    x = rng.random((3, 70, 45))
+    for width in range(1, 46):
+        want = np.stack([x[:, :, i : i + width].sum(2) for i in range(45 - width + 1)], 2)
+        assert np.abs(window_sums(x, width, 2) - want).max() < 1e-12
+    for r in range(22):
+        want = box_sum_valid(np.moveaxis(x, 0, -1), r)
+        assert np.abs(np.moveaxis(box_sum_tiles(x, r), 0, -1) - want).max() < 1e-11
+        x32 = (x - 0.5).astype(np.float32)  # float32: within its rounding of the float64 sums
+        assert np.abs(box_sum_tiles(x32, r) - box_sum_tiles(x32.astype(np.float64), r)).max() < 1e-6 * (2 * r + 1) ** 2
+
+
+def test_nonzero_is_numpys():
+    rng = np.random.default_rng(7)
+    for shape in [(1, 1), (3, 8), (7, 13), (64, 37)]:
+        for density in (0, 0.01, 0.5, 1):
+            mask = rng.random(shape) < density
+            for m in (mask, mask.T):
+                assert all(np.array_equal(a, b) for a, b in zip(_nonzero(m), np.nonzero(m)))
+
+
+def test_numpy_tiles_keep_float32s_digits_next_to_a_highlight():
+    # the 40.0 highlight in the band: the previous numpy running sums (a loop of slice adds over a tile) reached
+    # 7.4e-4 here, the pairwise window sums 4.1e-5
+    plate, raw, r = _plate(960, 540, "person", grid=128)
+    assert np.abs(refine_alpha(raw, plate, radius=r, band=r) - _refine64(raw, plate, r, r, whole=True)).max() < 1e-4
 
 
 def test_float32_keeps_the_variances_of_a_bright_flat_plate():

@@ -44,6 +44,57 @@ def box_sum_valid(x, r: int, axes=(0, 1), xp=np):
     return x
 
 
+def window_sums(x: np.ndarray, width: int, axis: int, out=None) -> np.ndarray:
+    """Sums of `width` consecutive elements along `axis` (which shrinks by width - 1), built from sums of
+    power-of-two runs: log2(width) + popcount(width) - 1 whole-array adds instead of a loop over the axis,
+    and pairwise, so float32 keeps the window's digits without running totals. Written into `out` if given."""
+
+    def part(a, start, n):
+        at = [slice(None)] * a.ndim
+        at[axis] = slice(start, start + n)
+        return a[tuple(at)]
+
+    n = x.shape[axis] - width + 1
+    runs = [x]  # runs[k]: sums of 2^k consecutive elements
+    while 2 << (len(runs) - 1) <= width:
+        size, last = 1 << (len(runs) - 1), runs[-1]
+        runs.append(part(last, 0, last.shape[axis] - size) + part(last, size, last.shape[axis] - size))
+    size, rest = 1 << (len(runs) - 1), width - (1 << (len(runs) - 1))
+    overlap = size - rest
+    if rest and overlap < rest and overlap & (overlap - 1) == 0:  # e.g. 31 = 16 + 16 - 1: two adds, not four
+        acc = np.add(part(runs[-1], 0, n), part(runs[-1], rest, n), out=out)
+        return np.subtract(acc, part(runs[overlap.bit_length() - 1], rest, n), out=acc)
+    terms, start = [], 0
+    for k in reversed(range(len(runs))):
+        if width >> k & 1:
+            terms.append(part(runs[k], start, n))
+            start += 1 << k
+    if len(terms) == 1:  # width a power of two
+        if out is None:
+            return terms[0].copy()
+        out[...] = terms[0]
+        return out
+    acc = np.add(terms[0], terms[1], out=out)
+    for t in terms[2:]:
+        acc += t
+    return acc
+
+
+def box_sum_tiles(x: np.ndarray, r: int) -> np.ndarray:
+    """(..., H, W) -> (..., H - 2r, W - 2r): sums over the whole (2r+1)^2 windows of each tile (`window_sums`).
+
+    Rows first; then columns as windows along the flattened array, whose runs are long and contiguous (a window
+    along a 100-pixel row alone is a short strided run), dropping the windows that wrap onto the next row."""
+    width = 2 * r + 1
+    rows = window_sums(x, width, x.ndim - 2)
+    flat = rows.reshape(-1)
+    n = flat.shape[0] - width + 1
+    out = np.empty(flat.shape, x.dtype)
+    window_sums(flat, width, 0, out=out[:n])
+    out[n:] = 0
+    return out.reshape(rows.shape)[..., : rows.shape[-1] - width + 1]
+
+
 def box_mean(x: np.ndarray, r: int) -> np.ndarray:
     """Mean over the window, counting only pixels inside the image (so borders are not darkened)."""
     n = box_sum(np.ones(x.shape[:2]), r)
