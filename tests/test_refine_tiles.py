@@ -135,8 +135,10 @@ def test_nonzero_is_numpys():
     for shape in [(1, 1), (3, 8), (7, 13), (64, 37)]:
         for density in (0, 0.01, 0.5, 1):
             mask = rng.random(shape) < density
-            for m in (mask, mask.T):
-                assert all(np.array_equal(a, b) for a, b in zip(_nonzero(m), np.nonzero(m)))
+            assert all(np.array_equal(a, b) for a, b in zip(_nonzero(mask), np.nonzero(mask)))
+            for m in (mask.T, np.asfortranarray(mask), mask[::2]):  # the same pixels, in memory order
+                ys, xs = _nonzero(m)
+                assert sorted(zip(ys.tolist(), xs.tolist())) == list(zip(*(a.tolist() for a in np.nonzero(m))))
 
 
 def test_numpy_tiles_keep_float32s_digits_next_to_a_highlight():

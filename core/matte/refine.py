@@ -53,10 +53,14 @@ def contour(inside: np.ndarray) -> np.ndarray:
 
 
 def _nonzero(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """np.nonzero of a 2D bool mask, 3-8x faster for a sparse one: its 8-byte words are scanned first."""
+    """The rows and columns of a 2D bool mask's True pixels in its memory order (np.nonzero's for a C-ordered
+    mask), 5-20x faster than np.nonzero for a sparse one: its 8-byte words are scanned first."""
+    if mask.flags.f_contiguous and not mask.flags.c_contiguous:
+        xs, ys = _nonzero(mask.T)
+        return ys, xs
     flat = np.ascontiguousarray(mask).reshape(-1)
     whole = flat.size // 8 * 8
-    words = np.flatnonzero(flat[:whole].view(np.uint64))
+    words = np.nonzero(flat[:whole].view(np.uint64) != 0)[0]
     at = np.concatenate([(words[:, None] * 8 + np.arange(8)).reshape(-1), np.arange(whole, flat.size)])
     return np.divmod(at[flat[at]], mask.shape[1])
 
@@ -93,32 +97,51 @@ def _gather(img: np.ndarray, ty: np.ndarray, tx: np.ndarray, tile: int, halo: in
     return out
 
 
-def _solve(m, eps: float):
+def _solve(m, eps: float, xp=np):
     """(a0, a1, a2, b) from the window means of the `STATS`: a = (Sigma + eps I)^-1 cov_ip by LDL^T, vectorised over
     pixels: backward stable, so float32 is enough even where the three channels move together (the adjugate's
-    determinant cancels there). Updated in place where a temporary is free (numpy or torch): the same values."""
+    determinant cancels there). Computed in m's own arrays (numpy's or torch's), which it overwrites, with one
+    scratch array for the products: the same values, and 4 % less time for the CPU's exact filter at 1080p."""
     mp, m0, m1, m2 = m[0], m[1], m[2], m[3]
-    v0, v1, v2 = m[4] - m0 * mp, m[5] - m1 * mp, m[6] - m2 * mp
-    s00, s11, s22 = m[7] - m0 * m0 + eps, m[10] - m1 * m1 + eps, m[12] - m2 * m2 + eps
-    s01, s02, s12 = m[8] - m0 * m1, m[9] - m0 * m2, m[11] - m1 * m2
+    t = m0 * mp
+    v0, v1, v2 = m[4], m[5], m[6]  # cov_ip = E[I p] - E[I] E[p]
+    v0 -= t
+    v1 -= xp.multiply(m1, mp, out=t)
+    v2 -= xp.multiply(m2, mp, out=t)
+    s00, s01, s02, s11, s12, s22 = m[7], m[8], m[9], m[10], m[11], m[12]  # Sigma + eps I
+    for sigma, a, b in ((s00, m0, m0), (s01, m0, m1), (s02, m0, m2), (s11, m1, m1), (s12, m1, m2), (s22, m2, m2)):
+        sigma -= xp.multiply(a, b, out=t)
+    s00 += eps
+    s11 += eps
+    s22 += eps
     l10, l20 = s01 / s00, s02 / s00
-    d1 = s11 - l10 * s01
-    l21 = s12 - l20 * s01
+    d1 = s11
+    d1 -= xp.multiply(l10, s01, out=t)
+    l21 = s12
+    l21 -= xp.multiply(l20, s01, out=t)
     l21 /= d1
-    d2 = s22 - l20 * s02
-    d2 -= l21 * l21 * d1
-    y1 = v1 - l10 * v0
-    a2 = v2 - l20 * v0
-    a2 -= l21 * y1
+    d2 = s22
+    d2 -= xp.multiply(l20, s02, out=t)
+    t = xp.multiply(l21, l21, out=t)
+    t *= d1
+    d2 -= t
+    y1 = v1
+    y1 -= xp.multiply(l10, v0, out=t)
+    a2 = v2
+    a2 -= xp.multiply(l20, v0, out=t)
+    a2 -= xp.multiply(l21, y1, out=t)
     a2 /= d2
-    a1 = y1 / d1
-    a1 -= l21 * a2
-    a0 = v0 / s00
-    a0 -= l10 * a1
-    a0 -= l20 * a2
-    b = mp - a0 * m0
-    b -= a1 * m1
-    b -= a2 * m2
+    a1 = y1
+    a1 /= d1
+    a1 -= xp.multiply(l21, a2, out=t)
+    a0 = v0
+    a0 /= s00
+    a0 -= xp.multiply(l10, a1, out=t)
+    a0 -= xp.multiply(l20, a2, out=t)
+    b = mp
+    b -= xp.multiply(a0, m0, out=t)
+    b -= xp.multiply(a1, m1, out=t)
+    b -= xp.multiply(a2, m2, out=t)
     return a0, a1, a2, b
 
 
@@ -144,7 +167,7 @@ def _coefficients(p, g, rows, cols, size: Tuple[int, int], radius: int, eps: flo
     stats = xp.stack(stats)
     mu = (stats * inside).sum((1, 2))[:, None, None] / inside.sum((0, 1))
     rows, cols = rows[r : h - r], cols[r : w - r]
-    a0, a1, a2, b = _solve(mean((stats - mu) * inside, rows, cols) + mu, eps)
+    a0, a1, a2, b = _solve(mean((stats - mu) * inside, rows, cols) + mu, eps, xp)
     inside = _count(rows, 0, size[0]).clip(min=0)[:, None] * _count(cols, 0, size[1]).clip(min=0)[None]
     return mean(xp.stack([a0, a1, a2, b]) * inside, rows[r : h - 3 * r], cols[r : w - 3 * r])  # inside only
 
@@ -214,13 +237,12 @@ def _filter_block(alpha, guide, ty, tx, tile: int, radius: int, eps: float, comp
         g *= inside
     channels = (p, *g)
     m = []
-    for i in STATS:
-        m.append(box_sum_tiles(channels[i[0]] if len(i) == 1 else channels[i[0]] * channels[i[1]], r))
-        m[-1] /= count if whole else count_a
+    for i in STATS:  # the division leaves contiguous means, which the solve reads faster than the sums' strided view
+        x = channels[i[0]] if len(i) == 1 else channels[i[0]] * channels[i[1]]
+        m.append(box_sum_tiles(x, r) / (count if whole else count_a))
     mc = []
     for c in _solve(m, eps):
-        mc.append(box_sum_tiles(c if whole else c * inside_a, r))
-        mc[-1] /= count if whole else count_b
+        mc.append(box_sum_tiles(c if whole else c * inside_a, r) / (count if whole else count_b))
     y = slice(halo, s - halo)
     q = mc[0] * g[0][:, y, y] + mc[1] * g[1][:, y, y] + mc[2] * g[2][:, y, y] + mc[3]
     q += mp[:, None, None]
