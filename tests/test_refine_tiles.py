@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mattebridge.core.image.resample import area_resize, upsample_to_window
+from mattebridge.core.matte import refine
 from mattebridge.core.matte.boxfilter import box_sum_tiles, box_sum_valid, dilate, window_sums
 from mattebridge.core.matte.refine import (
     Guide,
@@ -146,6 +147,18 @@ def test_numpy_tiles_keep_float32s_digits_next_to_a_highlight():
     # 7.4e-4 here, the pairwise window sums 4.1e-5
     plate, raw, r = _plate(960, 540, "person", grid=128)
     assert np.abs(refine_alpha(raw, plate, radius=r, band=r) - _refine64(raw, plate, r, r, whole=True)).max() < 1e-4
+
+
+def test_tiles_side_by_side_filter_as_one_crop(monkeypatch):
+    # pairs (and longer runs) of tiles share their halos in one crop: the same filter, within float32 rounding
+    ty, tx = np.array([0, 0, 0, 1, 1, 2, 2, 2]), np.array([0, 1, 2, 0, 2, 1, 2, 3])
+    assert [c.tolist() for c in refine._runs(ty, tx, 2)] == [[[2], [3], [4], [7]], [[0, 1], [5, 6]]]
+    assert [c.tolist() for c in refine._runs(ty, tx, 3)] == [[[3], [4]], [[0, 1, 2], [5, 6, 7]]]
+    plate, raw, r = _plate(960, 540, "filling", grid=128)  # crops inside the image and across its border
+    want = refine_alpha(raw, plate, radius=r, band=r)
+    for run in (1, 3):
+        monkeypatch.setattr(refine, "RUN", run)
+        assert np.abs(refine_alpha(raw, plate, radius=r, band=r) - want).max() < 1e-6
 
 
 def test_float32_keeps_the_variances_of_a_bright_flat_plate():
