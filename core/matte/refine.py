@@ -200,11 +200,11 @@ def _weights(edge: np.ndarray, ty, tx, tile: int, band: int) -> np.ndarray:
     """(tiles, tile, tile): the filtered alpha's weight, 1 within band - band // 2 of the contour,
     fading to 0 over the band's outer half, so there is no seam where refinement stops."""
     grow, fade = band - band // 2, band // 2
-    crops = _gather(edge, ty, tx, tile, band).astype(np.float32)
+    crops = _gather(edge, ty, tx, tile, band).astype(np.uint16)  # pixel counts: exact, and half float32's bytes
     rows, cols = _positions(ty, tile, fade).T, _positions(tx, tile, fade).T
-    near = (box_sum_tiles(crops, grow) > 0.5) * _tile_counts(rows, cols, 0, edge.shape, 0)
+    near = (box_sum_tiles(crops, grow) > 0) & (_tile_counts(rows, cols, 0, edge.shape, 0) > 0)
     rows, cols = rows[:, fade : rows.shape[1] - fade], cols[:, fade : cols.shape[1] - fade]
-    return box_sum_tiles(near, fade) / _tile_counts(rows, cols, fade, edge.shape, 1)
+    return box_sum_tiles(near.astype(np.uint16), fade) / _tile_counts(rows, cols, fade, edge.shape, 1)
 
 
 def _filter_block(alpha, guide, ty, tx, tile: int, radius: int, eps: float, compressed: bool, span: int) -> np.ndarray:
