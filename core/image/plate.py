@@ -212,7 +212,8 @@ def read_plate(path: str, layer: Optional[str] = None) -> Plate:
         if pixels is None:
             raise _fail(path, inp, "corrupt or truncated image data")
         pixels = np.asarray(pixels, dtype=np.float32).reshape(src.spec.height, src.spec.width, hi - lo)
-        pixels = pixels[:, :, [c - lo for c in src.channels]]
+        if list(src.channels) != list(range(lo, hi)):  # a pick copies; keep it interleaved, as every reader wants
+            pixels = np.ascontiguousarray(pixels[:, :, [c - lo for c in src.channels]])
         if pixels.shape[2] == 1:
             pixels = np.repeat(pixels, 3, axis=2)
         fmt = str(src.spec.format)

@@ -2,7 +2,8 @@
 
 Down: area average in linear light (exact for whole-number ratios), so highlights keep their energy.
 The same area weights, as a few taps per output pixel, are applied with torch on the model's device in float32
-(`area_resize_tensor`): the feed's downsample of a 4K plate to 1024² in milliseconds instead of a second.
+(`area_resize_tensor`): the feed's downsample of a 4K plate to 1024² in milliseconds on a GPU instead of a second
+(1080p: 20 ms on a CPU core, 4K: 86 ms).
 Up: the bilinear rule of torch's `interpolate(align_corners=False)` that sam2 uses, evaluated at the
 centres of any window of pixels, so data windows outside the display window (overscan) extend the edge.
 """
@@ -66,30 +67,46 @@ def area_taps(n: int, size: int):
 
 
 def area_resize_tensor(img, height: int, width: int):
-    """`area_resize` of an (H, W, C) float32 torch tensor, on its device: two sparse products (rows, then
-    columns with the channels interleaved), each output pixel a handful of taps."""
+    """`area_resize` of an (H, W, C) float32 torch tensor, on its device, contiguous: the rows as a sparse product
+    (each output row a handful of input rows), then the columns as a handful of gathered taps (a sparse product
+    there leaves the result transposed: a 20 ms copy of a 1024² RGB image on a CPU core)."""
     import torch
 
     h, w, c = img.shape
-    rows = area_matrix(h, height, 1, img.device)
-    cols = area_matrix(w, width, c, img.device)
-    out = torch.sparse.mm(rows, img.reshape(h, w * c))  # (height, w * c)
-    return torch.sparse.mm(cols, out.T).T.reshape(height, width, c)
+    rows = torch.sparse.mm(area_matrix(h, height, img.device), img.reshape(h, w * c)).reshape(height, w, c)
+    index, weight = area_columns(w, width, img.device)
+    out = rows.index_select(1, index[0]).mul_(weight[0])
+    for k in range(1, len(index)):
+        out.add_(rows.index_select(1, index[k]).mul_(weight[k]))
+    return out
 
 
 @lru_cache(maxsize=16)
-def area_matrix(n: int, size: int, channels: int, device):
-    """`area_taps` as a sparse (size * channels, n * channels) float32 matrix that keeps channels apart."""
+def area_matrix(n: int, size: int, device):
+    """`area_taps` as a sparse (size, n) float32 matrix."""
     import torch
 
     index, w = area_taps(n, size)
-    rows = np.repeat(np.arange(size), index.shape[1])[:, None] * channels + np.arange(channels)
-    cols = index.reshape(-1, 1) * channels + np.arange(channels)
-    values = torch.from_numpy(np.repeat(w.ravel(), channels).astype(np.float32))
+    rows = np.repeat(np.arange(size), index.shape[1])
     m = torch.sparse_coo_tensor(
-        np.stack([rows.ravel(), cols.ravel()]), values, (size * channels, n * channels), check_invariants=True
+        np.stack([rows, index.ravel()]),
+        torch.from_numpy(w.ravel().astype(np.float32)),
+        (size, n),
+        check_invariants=True,
     )
     return m.coalesce().to(device)
+
+
+@lru_cache(maxsize=16)
+def area_columns(n: int, size: int, device):
+    """`area_taps` as torch tensors on `device`: tap t's indices (size,) and weights (size, 1), one per tap."""
+    import torch
+
+    index, w = area_taps(n, size)
+    return (
+        torch.from_numpy(np.ascontiguousarray(index.T)).to(device),
+        torch.from_numpy(np.ascontiguousarray(w.T, np.float32))[:, :, None].to(device),
+    )
 
 
 def linear_taps(n: int, centres: np.ndarray, scale: float):
