@@ -48,9 +48,10 @@ def model_input(plate: Plate, size: int, transform: DisplayTransform, device=Non
     import torch
 
     rgb = display_view(plate, size, transform, device)
-    mean = torch.from_numpy(MEAN).to(rgb.device, non_blocking=True)
-    std = torch.from_numpy(STD).to(rgb.device, non_blocking=True)
-    return ((rgb - mean) / std).permute(2, 0, 1).contiguous()
+    mean = torch.from_numpy(MEAN).to(rgb.device, non_blocking=True)[:, None, None]
+    std = torch.from_numpy(STD).to(rgb.device, non_blocking=True)[:, None, None]
+    out = torch.empty((3,) + rgb.shape[:2], dtype=rgb.dtype, device=rgb.device)
+    return torch.sub(rgb.permute(2, 0, 1), mean, out=out).div_(std)  # one pass to planar, then in place
 
 
 class ModelFeed:
