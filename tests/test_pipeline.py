@@ -98,7 +98,9 @@ def test_the_feed_and_the_soft_edge_share_one_decode_of_each_frame(model, bedroo
     assert written[None] == written[0]  # the same bytes
 
 
-def test_a_cpu_run_leaves_the_writers_their_cores_and_puts_torch_threads_back(model, bedroom_plate, tmp_path):
+def test_a_cpu_run_keeps_the_models_torch_threads(model, bedroom_plate, tmp_path):
+    """The model keeps every thread beside the writers: at the default 1024 px input the model is most of a frame's
+    work, and 1080p end to end on 2 cores ran 0.14 frames/s with one thread against 0.23 with two (RESULTS.md)."""
     import torch
 
     before, seen = torch.get_num_threads(), []
@@ -106,36 +108,11 @@ def test_a_cpu_run_leaves_the_writers_their_cores_and_puts_torch_threads_back(mo
     prompts.add_point("hero", 1001, 300, 300, True)
     torch.set_num_threads(2)
     try:
-        for _ in track_run(model, bedroom_plate, str(tmp_path / "m.####.exr"), 1, "1001-1002", prompts=prompts):
-            seen.append(torch.get_num_threads())
-        assert seen == [1, 1] and torch.get_num_threads() == 2  # the default edge: soft
-        for _ in track_run(
-            model, bedroom_plate, str(tmp_path / "r.####.exr"), 1, "1001-1002", prompts=prompts, edge="raw"
-        ):
-            seen.append(torch.get_num_threads())
-        assert seen == [1, 1, 2, 2]  # a raw edge's writer is light: the model keeps both
-    finally:
-        torch.set_num_threads(before)
-
-
-def test_overlapping_runs_share_one_thread_reduction_and_the_last_puts_the_count_back():
-    """A server worker interleaves propagations: the count after them all is the count before them all."""
-    import torch
-
-    from mattebridge.core.track.run import _model_threads
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(4)
-    try:
-        cpu = torch.device("cpu")
-        first = _model_threads(cpu, 1)
-        second = _model_threads(cpu, 1)
-        assert torch.get_num_threads() == 3  # one reduction, not 4 - 1 - 1
-        first()
-        assert torch.get_num_threads() == 3  # the second run still holds it
-        second()
-        assert torch.get_num_threads() == 4
-        assert _model_threads(torch.device("meta"), 1) is None  # off the CPU nothing changes
+        for edge in ("soft", "raw"):
+            out = str(tmp_path / f"{edge}.####.exr")
+            for _ in track_run(model, bedroom_plate, out, 1, "1001-1002", prompts=prompts, edge=edge):
+                seen.append(torch.get_num_threads())
+        assert seen == [2, 2, 2, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 

@@ -211,7 +211,6 @@ class TrackRun:
 
         feed = tracker = None
         heavy = job.edge in ("soft", "matte") or bool(job.cutout or job.foreground)  # the post works on the plate
-        threads = _model_threads(self.model.device, self.writers) if heavy else None
         try:
             if len(done) == len(frames):  # everything is on disk: no model work at all
                 for index in range(len(frames)):
@@ -270,8 +269,6 @@ class TrackRun:
             self.post.finish()
         finally:
             writers.close()  # a run closed early waits for the frames being written: complete files only
-            if threads is not None:
-                threads()
             self.post.read_plate = self.clip.read  # the plates still shared are freed with the run's end
             if tracker is not None:
                 tracker.close()
@@ -279,38 +276,6 @@ class TrackRun:
                 feed.close()
                 self.stats.seconds["read"] = feed.seconds["read"]
                 self.stats.seconds["colour"] = feed.seconds["colour"]
-
-
-_threads_lock = threading.Lock()
-_threads_held = [0, 0]  # runs now holding the reduced count, and the count before the first of them
-
-
-def _model_threads(device, writers: int):
-    """On a CPU, the model's torch threads leave the writers their cores for a run whose post works on the plate
-    (None elsewhere); returns what puts the count back. torch's OpenMP threads spin-wait between operations on
-    every core they have, and beside a busy writer thread that costs more than the second thread gains: 1080p
-    soft edge at 256 on 2 cores, 8 frames, 3 rounds interleaved (load ~1.3): 2.05 -> 2.31 frames/s end to end,
-    writer 0.36 -> 0.29 s a frame. With the raw edge the writer is light and two threads win (3.16 vs 2.63), so
-    raw and hard runs keep the count. Process-wide: a server's previews between a propagation's frames run with
-    the same count, and runs that overlap (a server's propagations) share one reduction: the last to end puts
-    back the count from before the first."""
-    import torch
-
-    if getattr(device, "type", str(device)) != "cpu":
-        return None
-    with _threads_lock:
-        if _threads_held[0] == 0:
-            _threads_held[1] = torch.get_num_threads()
-            torch.set_num_threads(max(1, _threads_held[1] - writers))
-        _threads_held[0] += 1
-
-    def put_back():
-        with _threads_lock:
-            _threads_held[0] -= 1
-            if _threads_held[0] == 0:
-                torch.set_num_threads(_threads_held[1])
-
-    return put_back
 
 
 def refine_device(device):
