@@ -182,6 +182,31 @@ def test_tiles_away_from_the_edge_are_not_computed():
     assert np.array_equal(out[192:], alpha[192:]) and np.array_equal(out[:, 192:], alpha[:, 192:])
 
 
+def test_a_reach_wider_than_half_a_tile_marks_the_tile_under_the_edge():
+    edge = np.zeros((256, 64), bool)
+    edge[95:97] = True  # a contour between rows 95 and 96: rows 55..136 are within 40 of it, in tiles 0, 1 and 2
+    assert edge_tiles(edge, 40, 64)[0].tolist() == [0, 1, 2]
+    assert edge_tiles(edge, 20, 64)[0].tolist() == [1]
+
+
+def test_band_weights_of_a_wide_band_count_exactly():
+    """A band of 300 px: the windows hold more pixels than a uint16 counts (the weights' integer sums widen)."""
+    band = 300
+    alpha = np.zeros((700, 700), np.float32)
+    alpha[350:] = 1
+    edge = contour(alpha > 0.5)
+    ty, tx = edge_tiles(edge, band, band)
+    weight = np.zeros(alpha.shape, np.float32)
+    for k, w in enumerate(refine._weights(edge, ty, tx, band, band)):
+        y, x = ty[k] * band, tx[k] * band
+        weight[y : y + band, x : x + band] = w[: 700 - y, : 700 - x]
+    rows = np.arange(700)
+    near = np.abs(rows - 349.5) <= band - band // 2 + 0.5  # within `grow` of either contour row
+    fade = band // 2
+    expected = np.array([near[max(y - fade, 0) : y + fade + 1].mean() for y in rows])
+    assert np.abs(weight - expected[:, None]).max() < 1e-6 and (weight[349:351] == 1).all()
+
+
 def test_torch_tiles_match_numpy_tiles():
     torch = pytest.importorskip("torch")
     plate, raw, r = _plate(960, 540, "person", seed=1, grid=128)

@@ -72,8 +72,11 @@ def edge_tiles(edge: np.ndarray, reach: int, tile: int) -> Tuple[np.ndarray, np.
     h, w = edge.shape
     ys, xs = _nonzero(edge)
     marked = np.zeros((-(-h // tile), -(-w // tile)), bool)
-    for y in (ys - reach, ys + reach):  # a square of side 2 reach + 1 <= 2 tile + 1 meets its corners' tiles
-        for x in (xs - reach, xs + reach):
+    # a square of side 2 reach + 1 meets at most 3 tiles per axis: its corners' tiles and, when it is wider than a
+    # tile, the one under its centre
+    at = (-reach, reach) if 2 * reach <= tile else (-reach, 0, reach)
+    for y in (ys + d for d in at):
+        for x in (xs + d for d in at):
             marked[np.clip(y, 0, h - 1) // tile, np.clip(x, 0, w - 1) // tile] = True
     return np.nonzero(marked)
 
@@ -182,11 +185,13 @@ def _weights(edge: np.ndarray, ty, tx, tile: int, band: int) -> np.ndarray:
     """(tiles, tile, tile): the filtered alpha's weight, 1 within band - band // 2 of the contour,
     fading to 0 over the band's outer half, so there is no seam where refinement stops."""
     grow, fade = band - band // 2, band // 2
-    crops = _gather(edge, ty, tx, tile, band).astype(np.uint16)  # pixel counts: exact, and half float32's bytes
+    # pixel counts: exact in integers; uint16 (half float32's bytes) while a window's count fits in it
+    counts = np.uint16 if (2 * grow + 1) ** 2 <= np.iinfo(np.uint16).max else np.uint32
+    crops = _gather(edge, ty, tx, tile, band).astype(counts)
     rows, cols = _positions(ty, tile, fade).T, _positions(tx, tile, fade).T
     near = (box_sum_tiles(crops, grow) > 0) & (_tile_counts(rows, cols, 0, edge.shape, 0) > 0)
     rows, cols = rows[:, fade : rows.shape[1] - fade], cols[:, fade : cols.shape[1] - fade]
-    return box_sum_tiles(near.astype(np.uint16), fade) / _tile_counts(rows, cols, fade, edge.shape, 1)
+    return box_sum_tiles(near.astype(counts), fade) / _tile_counts(rows, cols, fade, edge.shape, 1)
 
 
 def _filter_block(alpha, guide, ty, tx, tile: int, radius: int, eps: float, compressed: bool, span: int) -> np.ndarray:
