@@ -118,20 +118,17 @@ class BakedLut:
 
         with self._lock:
             if self._cpu is None:
-                matrix = ocio.MatrixTransform()
-                m44 = np.eye(4)
-                m44[:3, :3] = self.affine[:, :3]
-                matrix.setMatrix(m44.ravel().tolist())
-                matrix.setOffset(list(self.affine[:, 3]) + [0.0])
-                identity = np.array_equal(self.affine, np.eye(3, 4))
-                steps = [] if identity else [matrix]
-                if self.cube is not None:
+                matrix = []
+                if not np.array_equal(self.affine, np.eye(3, 4)):
+                    m44 = np.eye(4)
+                    m44[:3, :3] = self.affine[:, :3]
+                    matrix = [ocio.MatrixTransform(m44.ravel().tolist(), list(self.affine[:, 3]) + [0.0])]
+                if self.cube is None:  # matrices and curves: OCIO runs the whole transform exactly
+                    self._cpu = (None, _cpu_processor(matrix + self.tail_ops))
+                else:
                     cube = ocio.Lut3DTransform(gridSize=self.cube.shape[0], interpolation=ocio.INTERP_LINEAR)
                     cube.setData(np.ascontiguousarray(self.cube.transpose(2, 1, 0, 3), np.float32).ravel())  # [r, g, b]
-                    lead, steps = (None if identity else _cpu_processor([matrix])), [cube]
-                else:
-                    lead = None
-                self._cpu = (lead, _cpu_processor(steps + list(self.tail_ops)))
+                    self._cpu = (_cpu_processor(matrix) if matrix else None, _cpu_processor([cube] + self.tail_ops))
             return self._cpu
 
     def _on(self, device) -> dict:
