@@ -9,7 +9,6 @@ from mattebridge.core.matte.boxfilter import box_sum_tiles, box_sum_valid, dilat
 from mattebridge.core.matte.refine import (
     Guide,
     _block_mean,
-    _nonzero,
     compress_guide,
     contour,
     edge_tiles,
@@ -131,15 +130,25 @@ def test_window_sums_are_the_running_sums():
         assert np.abs(box_sum_tiles(x32, r) - box_sum_tiles(x32.astype(np.float64), r)).max() < 1e-6 * (2 * r + 1) ** 2
 
 
-def test_nonzero_is_numpys():
+def test_edge_tiles_are_those_within_reach_of_the_edge():
+    # against the definition, tile by tile: its square widened by the reach holds an edge pixel
     rng = np.random.default_rng(7)
-    for shape in [(1, 1), (3, 8), (7, 13), (64, 37)]:
-        for density in (0, 0.01, 0.5, 1):
-            mask = rng.random(shape) < density
-            assert all(np.array_equal(a, b) for a, b in zip(_nonzero(mask), np.nonzero(mask)))
-            for m in (mask.T, np.asfortranarray(mask), mask[::2]):  # the same pixels, in memory order
-                ys, xs = _nonzero(m)
-                assert sorted(zip(ys.tolist(), xs.tolist())) == list(zip(*(a.tolist() for a in np.nonzero(m))))
+    for shape in [(1, 1), (64, 64), (100, 37), (257, 130)]:
+        for density in (0, 0.0005, 0.01, 1):
+            edge = rng.random(shape) < density
+            for reach, tile in [(0, 64), (8, 64), (40, 64), (15, 60), (70, 32)]:
+                want = [
+                    (ty, tx)
+                    for ty in range(-(-shape[0] // tile))
+                    for tx in range(-(-shape[1] // tile))
+                    if edge[
+                        max(ty * tile - reach, 0) : (ty + 1) * tile + reach,
+                        max(tx * tile - reach, 0) : (tx + 1) * tile + reach,
+                    ].any()
+                ]
+                ty, tx = edge_tiles(edge, reach, tile)
+                assert list(zip(ty.tolist(), tx.tolist())) == want, (shape, density, reach, tile)
+            assert edge_tiles(np.asfortranarray(edge), 8, 64)[1].tolist() == edge_tiles(edge, 8, 64)[1].tolist()
 
 
 def test_numpy_tiles_keep_float32s_digits_next_to_a_highlight():

@@ -30,7 +30,8 @@ from mattebridge.core.matte.boxfilter import box_sum_tiles, box_sum_valid
 TILE = 64  # px; smaller tiles follow the edge more closely but pay their 2-radius halo more often
 FAST_RADIUS = 8  # the Fast Guided Filter's radius at its subsampled scale (see `subsampling`)
 CHUNK_CPU, CHUNK_DEVICE = 64, 512  # tiles filtered at once: bounds the memory (~30 MB at r = 8 with numpy)
-RUN = 2  # tiles side by side filtered as one crop (sharing halos); 3 or 4 measured no faster at 1080p
+RUN = 16  # tiles side by side filtered as one crop, sharing halos (a frame-wide band: 2 -> 16 is 15 % faster at
+# 1080p, 25 % at 4K; a crop stays within 16 tiles' memory)
 BLOCK_PIXELS = 80_000  # crop pixels the CPU filters at once: a statistic's arrays stay in a core's L2 cache
 # the window statistics: (p, the guide's channels) by index, or products of two of them
 STATS = ((0,), (1,), (2,), (3,), (1, 0), (2, 0), (3, 0), (1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3))
@@ -54,30 +55,16 @@ def contour(inside: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _nonzero(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """The rows and columns of a 2D bool mask's True pixels in its memory order (np.nonzero's for a C-ordered
-    mask), 5-20x faster than np.nonzero for a sparse one: its 8-byte words are scanned first."""
-    if mask.flags.f_contiguous and not mask.flags.c_contiguous:
-        xs, ys = _nonzero(mask.T)
-        return ys, xs
-    flat = np.ascontiguousarray(mask).reshape(-1)
-    whole = flat.size // 8 * 8
-    words = np.nonzero(flat[:whole].view(np.uint64) != 0)[0]
-    at = np.concatenate([(words[:, None] * 8 + np.arange(8)).reshape(-1), np.arange(whole, flat.size)])
-    return np.divmod(at[flat[at]], mask.shape[1])
-
-
 def edge_tiles(edge: np.ndarray, reach: int, tile: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the `tile`-pixel tiles holding a pixel within `reach` (<= tile) of `edge`."""
+    """Rows and columns of the `tile`-pixel tiles holding a pixel within `reach` of `edge`: those whose square,
+    widened by `reach` on every side, holds an edge pixel. A pass over each row of tiles, then prefix counts
+    along it (a loop over the edge's pixels cost 24 ms at 1080p when the edge ran through every tile)."""
     h, w = edge.shape
-    ys, xs = _nonzero(edge)
-    marked = np.zeros((-(-h // tile), -(-w // tile)), bool)
-    # a square of side 2 reach + 1 meets at most 3 tiles per axis: its corners' tiles and, when it is wider than a
-    # tile, the one under its centre
-    at = (-reach, reach) if 2 * reach <= tile else (-reach, 0, reach)
-    for y in (ys + d for d in at):
-        for x in (xs + d for d in at):
-            marked[np.clip(y, 0, h - 1) // tile, np.clip(x, 0, w - 1) // tile] = True
+    starts = np.arange(0, h, tile)
+    near = np.stack([edge[max(y - reach, 0) : y + tile + reach].any(axis=0) for y in starts])  # (tile rows, w)
+    counts = np.concatenate([np.zeros((len(starts), 1), np.int64), np.cumsum(near, axis=1)], axis=1)
+    x = np.arange(0, w, tile)
+    marked = counts[:, np.minimum(x + tile + reach, w)] > counts[:, np.maximum(x - reach, 0)]
     return np.nonzero(marked)
 
 
