@@ -21,7 +21,7 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from mattebridge.core.errors import MatteBridgeError
-from mattebridge.core.track.post import to_half
+from mattebridge.core.image.half import to_half
 from mattebridge.core.track.run import TrackRun
 from mattebridge.core.wire.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
 from mattebridge.core.wire.shm import read_shared_rgb, shared_layout, to_rgb32

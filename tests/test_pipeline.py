@@ -333,7 +333,7 @@ def test_every_object_shares_one_image_encoder_forward_per_frame(model, bedroom_
 
 
 def test_half_rounding_is_numpys():
-    from mattebridge.core.track.post import as_half
+    from mattebridge.core.image.half import as_half
 
     rng = np.random.default_rng(7)
     bits = rng.integers(0, 2**32, 2_000_000, dtype=np.uint64).astype(np.uint32).view(np.float32)

@@ -28,7 +28,45 @@ def test_exr_scanline_and_tiled_half_and_float(tmp_path, pixel_type, tiled):
     plate = read_plate(path)
     tol = 2e-3 * 4 if pixel_type == "half" else 0
     np.testing.assert_allclose(plate.pixels, pixels, atol=tol)
-    assert plate.is_float
+    assert plate.is_float and plate.pixels.dtype == np.float32
+    assert np.array_equal(plate.pixels, oiio_float(path))  # half channels are widened exactly as OpenImageIO does
+
+
+def oiio_float(path: str) -> np.ndarray:
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(path)
+    try:
+        return inp.read_image(0, 0, 0, inp.spec().nchannels, "float")
+    finally:
+        inp.close()
+
+
+@pytest.mark.parametrize("formats", ["half half half float", "float half half half", "half float half half"])
+def test_mixed_channel_formats_read_as_openimageio_reads_them(tmp_path, formats):
+    import OpenImageIO as oiio
+
+    pixels = np.random.default_rng(3).normal(0, 100, (48, 64, 4)).astype(np.float32)
+    spec = oiio.ImageSpec(64, 48, 4, "float")
+    spec.channelnames = ("R", "G", "B", "Z")
+    spec.channelformats = tuple(oiio.TypeDesc(f) for f in formats.split())
+    path = str(tmp_path / "mixed.exr")
+    out = oiio.ImageOutput.create(path)
+    assert out.open(path, spec), oiio.geterror()
+    assert out.write_image(pixels)
+    out.close()
+    assert np.array_equal(read_plate(path).pixels, oiio_float(path)[..., :3])
+
+
+def test_half_widening_is_numpys_for_every_half():
+    from mattebridge.core.image.half import from_half
+
+    every = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    got = from_half(every)
+    want = every.astype(np.float32)
+    assert got.dtype == np.float32 and np.array_equal(got, want, equal_nan=True)
+    finite = np.isfinite(want)
+    assert np.array_equal(got[finite].view(np.uint32), want[finite].view(np.uint32))  # bit for bit, -0 too
 
 
 def test_multi_layer_and_multi_part_and_luminance(tmp_path):
@@ -76,12 +114,14 @@ def test_other_formats(tmp_path, ext):
     assert np.abs(plate.pixels - reference).mean() < tol
 
 
-def test_nan_and_inf_become_finite_before_the_model(tmp_path):
+@pytest.mark.parametrize("pixel_type", ["half", "float"])
+def test_nan_and_inf_become_finite_before_the_model(tmp_path, pixel_type):
     pixels = rgb()
     pixels[3, 4] = [np.nan, np.inf, -np.inf]
-    path = write_exr(tmp_path / "bad.exr", {c: pixels[..., i] for i, c in enumerate("RGB")}, pixel_type="float")
+    path = write_exr(tmp_path / "bad.exr", {c: pixels[..., i] for i, c in enumerate("RGB")}, pixel_type=pixel_type)
     plate = read_plate(path)
     assert np.isfinite(plate.pixels).all()
+    assert plate.pixels[3, 4].tolist() == [0.0, 65504.0, -65504.0]
     view = model_view(
         plate, 32, DisplayTransform(STUDIO, "ACEScg", "sRGB - Display", "ACES 2.0 - SDR 100 nits (Rec.709)")
     )
