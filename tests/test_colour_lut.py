@@ -98,6 +98,19 @@ def test_the_cpu_path_is_the_device_path(display, view):
     assert baked.apply(rgb).equal(cpu)  # a CPU tensor takes the CPU path
 
 
+def test_the_bake_in_blocks_on_threads_is_ocios_evaluation(monkeypatch):
+    """The lattice is evaluated in blocks on every core: the same values as one call on the whole buffer."""
+    ops = list(DisplayTransform(STUDIO, "ACEScg", *SDR).processor.createGroupTransform())
+    values = hdr_values(50_003)
+    whole = np.ascontiguousarray(values, np.float32).copy()
+    lut._cpu_processor(ops).applyRGB(whole)
+    monkeypatch.setattr(lut, "RUN_BLOCK", 1000)
+    monkeypatch.setattr(lut.os, "cpu_count", lambda: 7)  # seven blocks of uneven length, even on a 2-core machine
+    blocks = lut._run(ops, values)
+    assert blocks.dtype == np.float32 and np.array_equal(blocks, whole, equal_nan=True)
+    assert np.array_equal(values, hdr_values(50_003))  # the input is left alone
+
+
 def test_baked_once_per_transform_and_bounded():
     a = DisplayTransform(STUDIO, "ACEScg", *SDR)
     assert lut.baked(a.processor) is lut.baked(DisplayTransform(STUDIO, "ACEScg", *SDR).processor)
