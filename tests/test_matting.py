@@ -278,3 +278,52 @@ def test_track_edge_matte_end_to_end(checkpoint, bedroom_plate, tiny_vitmatte, t
         *model_args(checkpoint),
     )
     assert code == 2 and "--foreground" in err and len(err.strip().splitlines()) == 1
+
+
+def test_server_propagation_with_edge_matte(checkpoint, bedroom_plate, tiny_vitmatte, tmp_path):
+    """The server loads the matting model on its tracker's device (a TrackRun of its own, not `run_track`): the
+    catalogue's default name, present in the model cache, through a real server process."""
+    import shutil
+
+    from conftest import ServerProcess
+
+    from mattebridge.core.engine import catalog
+    from mattebridge.core.engine.matting_model import DEFAULT_MATTE_MODEL
+    from mattebridge.core.wire.client import Client
+
+    cache = tmp_path / "models"
+    folder = cache / DEFAULT_MATTE_MODEL
+    shutil.copytree(tiny_vitmatte, folder)
+    catalog.write_manifest(str(folder), catalog.entry(DEFAULT_MATTE_MODEL).repo, "0" * 40)
+    server = ServerProcess(checkpoint, tmp_path, env={"MATTEBRIDGE_MODELS": str(cache)})
+    try:
+        with Client(server.address, timeout=120) as client:
+            clip = client.open_clip(bedroom_plate, "1001-1002", colorspace="ACEScg")
+            clip.prompt(1001, "hero", points=[(300, 300, True)], edge="raw")
+            run = clip.propagate(direction="forward", out=str(tmp_path / "m" / "{object}.####.exr"), edge="matte")
+            results = list(run)
+            assert [r.frame for r in results] == [1001, 1002] and run.summary["frames_written"] == 2, run.summary
+            pixels, spec = read_exr(results[1].paths["hero"])
+            meta = {a.name: a.value for a in spec.extra_attribs}
+            assert meta["mattebridge/edge"] == "matte" and meta["mattebridge/matteModel"] == DEFAULT_MATTE_MODEL
+            assert 0 <= pixels.min() and pixels.max() <= 1
+    finally:
+        server.stop()
+
+
+def test_the_alpha_head_runs_in_float32_under_autocast(tiny_vitmatte):
+    """On CUDA the model runs in bf16 autocast; its alpha must not come out in bf16's 1/256 steps near 1 (CPU
+    autocast stands in for CUDA's here: the same dtype rules)."""
+    from mattebridge.core.engine.matting_model import load_matting_model
+
+    model = load_matting_model("tiny", tiny_vitmatte, "cpu").model
+    rgb = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1  # normalised, as predict's
+    x = torch.cat([rgb, (torch.arange(128.0) / 127).expand(1, 1, 128, 128)], 1)  # a trimap ramp: every alpha level
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        alphas = model(pixel_values=x).alphas
+    with torch.no_grad():
+        reference = model(pixel_values=x).alphas
+    assert alphas.dtype == torch.float32
+    upper = alphas[(alphas > 0.5) & (alphas < 1)]
+    assert upper.numel() > 1000 and torch.unique(upper).numel() > 128  # bf16 holds 128 values in [0.5, 1)
+    assert (alphas - reference).abs().max() < 0.1  # the same model, the body in bf16

@@ -70,7 +70,8 @@ class MattingModel:
 
 
 def load_matting_model(name: str, folder: Optional[str] = None, device=None) -> MattingModel:
-    """ViTMatte by catalogue name from the cache (verified), or from `folder`; on `device` (a torch.device)."""
+    """ViTMatte by catalogue name from the cache (verified), or from `folder`; on `device` (a torch.device or its
+    name)."""
     import torch
 
     from mattebridge.core.engine.transformers_tracker import require_transformers
@@ -97,5 +98,21 @@ def load_matting_model(name: str, folder: Optional[str] = None, device=None) -> 
         model = transformers.VitMatteForImageMatting.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise MatteBridgeError(f"{folder}: not a ViTMatte model ({str(e).strip().splitlines()[0][:200]})") from None
-    device = device if device is not None else torch.device("cpu")
+    device = torch.device(device if device is not None else "cpu")  # a name too ("cuda:0": the server's cache key)
+    alpha_head_in_float32(model)
     return MattingModel(label, catalog.weights_sha256(manifest), model.eval().to(device), device)
+
+
+def alpha_head_in_float32(model) -> None:
+    """ViTMatte's alpha head (two small convolutions) outside autocast, on float32 features, so its sigmoid is
+    float32 too: in bf16 alpha would step by 1/256 near 1, coarser than the half EXR it is written to."""
+    import torch
+
+    head = model.decoder.matting_head
+    forward = head.forward
+
+    def in_float32(hidden_state):
+        with torch.autocast(hidden_state.device.type, enabled=False):
+            return forward(hidden_state.float())
+
+    head.forward = in_float32  # the instance's own: its weights, names and state dict stay transformers'
