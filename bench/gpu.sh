@@ -60,9 +60,9 @@ step() {  # step SHARE_SECONDS ARGS...: bench/throughput.py, stopped at its shar
 }
 incomplete=0
 
-step 200 --sizes "$sizes" --model-config sam2.1_hiera_t
-step 100 --sizes "$sizes" --model-config sam2.1_hiera_b+ --parts model,sam2
-step 80 --mode clicks --sizes "$big" --model-config sam2.1_hiera_t --clicks "$clicks"
+step 190 --sizes "$sizes" --model-config sam2.1_hiera_t
+step 95 --sizes "$sizes" --model-config sam2.1_hiera_b+ --parts model,sam2
+step 75 --mode clicks --sizes "$big" --model-config sam2.1_hiera_t --clicks "$clicks"
 step 90 --mode memory --sizes "${sizes%%,*}" --model-config sam2.1_hiera_t --memory-frames "$memory"
 
 "$py" -c 'import os, platform, torch
