@@ -70,3 +70,21 @@ def test_resume_skips_done_frames_and_matches_a_full_run(checkpoint, bedroom_pla
     assert code == 0 and "already done" not in err, err
     code, _, err = _track(bedroom_plate, checkpoint, out, "--matte-channels", "RGBA", "--force")
     assert code == 0 and "already done" not in err, err
+
+
+def test_a_job_without_mattes_on_disk_recomputes_instead_of_resuming(mb_server, bedroom_plate, tmp_path):
+    """Buffers and cut-outs but no `out`: a frame is reused from its matte files, so with none the second
+    identical job computes its frames again (it crashed reading matte paths that do not exist)."""
+    from mattebridge.core.wire.client import Client
+
+    cut = str(tmp_path / "cut" / "hero.####.exr")
+    with Client(mb_server.address, timeout=120) as client:
+        clip = client.open_clip(bedroom_plate, "1001-1002", colorspace="ACEScg")
+        clip.prompt(1001, "hero", points=[(300, 300, True)], edge="raw")
+        for _ in range(2):
+            run = clip.propagate(direction="forward", buffers=True, cutout=cut, edge="raw")
+            results = list(run)
+            assert run.summary["frames_written"] == 2 and [r.frame for r in results] == [1001, 1002], run.summary
+            assert all(r.alpha["hero"].shape == (540, 960) for r in results)
+        clip.close()
+    assert sorted(os.listdir(tmp_path / "cut")) == ["hero.1001.exr", "hero.1002.exr"]

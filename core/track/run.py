@@ -158,7 +158,7 @@ class TrackRun:
         from mattebridge.core.image.matte_io import read_metadata
 
         outputs = self.outputs(frame)
-        if self.job.force or not outputs:
+        if self.job.force or not self.job.out:  # a frame is reused from its mattes: cut-outs alone recompute
             return False
         stamp = self.clip.stamp(frame)
         for path in outputs:
