@@ -271,3 +271,34 @@ def test_production_outputs_layers_cryptomatte_report_cutout(checkpoint, bedroom
     raw, _ = read_exr(tmp_path / "raw" / "hero.1002.exr")
     soft, _ = read_exr(tmp_path / "soft" / "hero.1002.exr")
     assert np.abs(raw - soft).max() > 0.05
+
+
+def test_a_report_of_frames_no_pass_reaches_is_strict_json(checkpoint, bedroom_plate, tmp_path):
+    """Forward from a prompt on the last frame: the frames before it have no score. The report says null (it wrote
+    -Infinity, which is not JSON: `farm gather` refused it)."""
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+
+    report = tmp_path / "qc.json"
+    code, _, err = run_cli(
+        "track",
+        bedroom_plate,
+        "--frames",
+        "1001-1003",
+        "--point",
+        "300,300@1003",
+        "--direction",
+        "forward",
+        "--colorspace",
+        "ACEScg",
+        "--out",
+        tmp_path / "m.####.exr",
+        "--report",
+        report,
+        *model_args(checkpoint),
+    )
+    assert code == 0, err
+    records = {r["frame"]: r for r in strict(report.read_text())["records"]}
+    assert [records[f]["score"] for f in (1001, 1002)] == [None, None] and records[1003]["score"] is not None
+    assert not records[1001]["present"] and "-inf" not in report.with_suffix(".csv").read_text().lower()

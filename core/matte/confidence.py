@@ -31,7 +31,7 @@ from mattebridge.core.errors import MatteBridgeError
 class FrameQC:
     frame: int
     object: str
-    score: float
+    score: Optional[float]  # None where no pass reached the frame (JSON null: a report is strict JSON)
     area: float  # fraction of the matte's pixels with alpha > 0.5
     centroid: Optional[Tuple[float, float]]  # display-window pixels (x, y); None when empty
     iou: Optional[float] = None  # the model's predicted IoU of the mask (None for mask prompts / untracked)
@@ -72,7 +72,7 @@ class QCReport:
         self,
         frame: int,
         obj: str,
-        score: float,
+        score: Optional[float],
         alpha: np.ndarray,
         origin: Tuple[int, int] = (0, 0),
         iou: Optional[float] = None,
@@ -82,7 +82,12 @@ class QCReport:
         h, w = np.shape(alpha)
         self.diagonal = max(self.diagonal, float(np.hypot(w, h)))
         self._records[obj, frame] = FrameQC(
-            int(frame), str(obj), float(score), area, centroid, None if iou is None else float(iou)
+            int(frame),
+            str(obj),
+            None if score is None else float(score),
+            area,
+            centroid,
+            None if iou is None else float(iou),
         )
 
     def records(self) -> List[FrameQC]:
@@ -94,7 +99,8 @@ class QCReport:
             scores: List[float] = []  # of present frames, newest last
             for frame in sorted(f for o, f in self._records if o == obj):
                 rec = self._records[obj, frame]
-                rec.present = rec.centroid is not None and rec.area >= r["min_area"] and rec.score >= 0
+                tracked = rec.score is not None
+                rec.present = tracked and rec.centroid is not None and rec.area >= r["min_area"] and rec.score >= 0
                 rec.flags = []
                 if prev is not None and prev.present and not rec.present:
                     rec.flags.append("vanished")
@@ -130,7 +136,7 @@ class QCReport:
                 [
                     r.frame,
                     r.object,
-                    f"{r.score:.4f}",
+                    "" if r.score is None else f"{r.score:.4f}",
                     "" if r.iou is None else f"{r.iou:.4f}",
                     f"{r.area:.6f}",
                     cx if cx == "" else f"{cx:.2f}",

@@ -125,10 +125,10 @@ class MattePost:
             for obj in self.job.prompts.objects:
                 path = paths.get(obj) or paths["*"]
                 mattes[obj] = read_channels(path, ["A" if obj in paths else f"{obj}.A"])[..., 0]
-                self._record(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry, ious.get(obj))
+                self._record(frame, obj, scores.get(obj), mattes[obj], geometry, ious.get(obj))
         return FrameOutcome(frame, paths, mattes if keep_mattes else None, scores, ious, skipped=True)
 
-    def _record(self, frame: int, obj: str, score: float, alpha: np.ndarray, geometry: Geometry, iou) -> None:
+    def _record(self, frame: int, obj: str, score: Optional[float], alpha: np.ndarray, geometry: Geometry, iou) -> None:
         """QC of one matte; the report is keyed by (object, frame), so the order writers finish in is irrelevant."""
         if self.report is not None:
             with self._report_lock:
@@ -207,7 +207,7 @@ class MattePost:
                 )
                 if job.layout != "cryptomatte":  # stored as half: QC and buffers see exactly what the file holds
                     mattes[obj] = as_half(mattes[obj])
-            self._record(frame, obj, scores.get(obj, float("-inf")), mattes[obj], geometry, ious.get(obj))
+            self._record(frame, obj, scores.get(obj), mattes[obj], geometry, ious.get(obj))
         meta = dict(
             self.metadata,
             frame=str(frame),
