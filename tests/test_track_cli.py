@@ -159,6 +159,24 @@ def test_error_cases_are_one_line_and_leave_nothing(checkpoint, bedroom_plate, t
             ["--frames", "1001-1003", "--point", "10,10", "--checkpoint", tmp_path / "none.pt"],
             "none.pt: checkpoint not found",
         ),
+        (["--frames", "1001-1003", "--point", "10,10", "--fill-holes", "-5"], "--fill-holes -5: expected a number"),
+        (  # the server refused these already; the command line checks the same job
+            [
+                "--frames",
+                "1001-1003",
+                "--point",
+                "10,10",
+                "--layout",
+                "layers",
+                "--out",
+                tmp_path / "out" / "{object}.#.exr",
+            ],
+            "{object} only names the files layout's mattes",
+        ),
+        (
+            ["--frames", "1001-1003", "--point", "10,10", "--cutout", tmp_path / "out" / "c.{object}.#.exr"],
+            "--cutout",
+        ),
     ]
     for extra, message in cases:
         args = list(extra)

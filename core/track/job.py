@@ -66,11 +66,20 @@ def check_job(job: TrackJob) -> None:
         raise FieldError("channels", f" {job.channels!r}: expected one of {', '.join(MATTE_CHANNELS)}")
     if job.channels == "RGBA" and job.layout != "files":
         raise FieldError("channels", " RGBA: only with the files layout")
+    if job.fill_holes < 0:
+        raise FieldError("fill_holes", f" {job.fill_holes}: expected a number of pixels >= 0")
     if job.matte_tile < 160 or job.matte_tile % 32:
         raise FieldError("matte_tile", f" {job.matte_tile}: expected a multiple of 32, at least 160")
     for name, pattern in (("out", job.out), ("cutout", job.cutout), ("foreground", job.foreground)):
         if pattern and not has_frame_token(pattern) and len(job.frames) > 1:
             raise FieldError(name, f" {pattern}: needs a frame token (####, %04d or @) for a range of frames")
+    for name, pattern in (
+        ("out", job.out if job.layout != "files" else None),
+        ("cutout", job.cutout),
+        ("foreground", job.foreground),
+    ):
+        if pattern and "{object}" in pattern:  # one file holds every object: the token would stay in its name
+            raise FieldError(name, f" {pattern}: {{object}} only names the files layout's mattes, one per object")
     if job.out and job.layout == "files" and len(job.prompts.objects) > 1 and "{object}" not in job.out:
         raise FieldError(
             "out", f" {job.out}: several objects ({', '.join(job.prompts.objects)}) need {{object}} in the pattern"
