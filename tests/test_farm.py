@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEST_SIZE, run_cli
+from conftest import TEST_SIZE, read_exr, run_cli
 
 OPENJD = str(Path(sys.executable).parent / "openjd")
 HERO = {"name": "hero", "frames": [{"frame": 1001, "points": [{"x": 480, "y": 270}]}]}
@@ -244,6 +244,85 @@ def test_a_task_fails_in_one_line_when_the_checkpoint_is_absent_or_different(sho
     run = openjd_run(bundle, "--step", "Track", "-p", f"ModelCache={other}")
     assert run.returncode != 0 and "is not the job's pinned" in run.stdout
     assert not (show / "mattes").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_vitmatte(tmp_path_factory) -> str:
+    """A random ViTMatte small enough for a CPU task (tests/test_matting.py's recipe)."""
+    torch = pytest.importorskip("torch")
+    from transformers import VitDetConfig, VitMatteConfig, VitMatteForImageMatting
+
+    backbone = VitDetConfig(
+        num_channels=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        mlp_ratio=2,
+        image_size=64,
+        pretrain_image_size=64,
+        patch_size=16,
+        out_features=["stage2"],
+    )
+    config = VitMatteConfig(
+        backbone_config=backbone,
+        hidden_size=32,
+        convstream_hidden_sizes=[8, 16, 16],
+        fusion_hidden_sizes=[16, 16, 8, 8],
+    )
+    torch.manual_seed(0)
+    model = VitMatteForImageMatting(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    folder = tmp_path_factory.mktemp("vitmatte") / "tiny-vitmatte"
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def node_env(tmp_path):
+    """A farm node's environment: its own empty home cache, no cache chosen by the environment."""
+    home = tmp_path / "node-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MATTEBRIDGE_MODELS", "XDG_CACHE_HOME")}
+    return dict(env, HOME=str(home))
+
+
+MATTE_SHOT = ["sh040,plate/plate.####.exr,1001-1002,sh040.json,mattes/sh040.####.exr,matte"]
+
+
+def test_an_edge_matte_shot_pinned_by_checkpoint_finds_the_matting_model_in_the_job_cache(
+    show, checkpoint, tiny_vitmatte, tmp_path
+):
+    from mattebridge.core.engine import catalog
+    from mattebridge.core.engine.matting_model import DEFAULT_MATTE_MODEL
+
+    cache = tmp_path / "farm-models"
+    cache.mkdir()
+    shutil.copy(checkpoint, cache / os.path.basename(checkpoint))
+    shutil.copytree(tiny_vitmatte, cache / DEFAULT_MATTE_MODEL)
+    catalog.write_manifest(str(cache / DEFAULT_MATTE_MODEL), catalog.entry(DEFAULT_MATTE_MODEL).repo, "0" * 40)
+    write_prompts(show / "sh040.json", HERO)
+    bundle = show / "bundle"
+    rc, _, err = farm(shots_csv(show, MATTE_SHOT), bundle, checkpoint, "--model-cache", cache)
+    assert rc == 0, err
+    run = openjd_run(bundle, "--step", "Track", env=node_env(tmp_path))  # the node's ~/.cache has no ViTMatte
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for f in (1001, 1002):
+        meta = {a.name: a.value for a in read_exr(show / "mattes" / f"sh040.{f}.exr")[1].extra_attribs}
+        assert meta["mattebridge/edge"] == "matte" and meta["mattebridge/matteModel"] == DEFAULT_MATTE_MODEL
+
+
+def test_a_bundle_with_an_edge_matte_shot_needs_the_matting_model_in_the_cache(show, checkpoint, tmp_path):
+    cache = tmp_path / "farm-models"
+    cache.mkdir()
+    shutil.copy(checkpoint, cache / os.path.basename(checkpoint))  # the tracker is there; ViTMatte is not
+    write_prompts(show / "sh040.json", HERO)
+    shots = shots_csv(show, TWO_SHOTS[1:] + MATTE_SHOT)
+    rc, out, err = farm(shots, show / "bundle", checkpoint, "--model-cache", cache)
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"mattebridge: error: {shots}: row 3 (sh040), field edge: "), err
+    assert "vitmatte-small-composition-1k" in err and "mattebridge models download" in err, err
+    assert not (show / "bundle").exists()
 
 
 # --- SHOTS files: one line naming the row and the field ----------------------------------------------

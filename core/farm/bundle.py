@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.farm.shots import Shot, shot_objects
-from mattebridge.core.farm.task import ALL_OBJECTS, ModelPin, report_stem
+from mattebridge.core.farm.task import ALL_OBJECTS, ModelPin, matting_model, report_stem
 
 SPEC = "jobtemplate-2023-09"
 MAX_TASKS = 1024  # the most values an OpenJD task parameter may take
@@ -199,10 +200,26 @@ def parameter_values(s: FarmSettings) -> dict:
     }
 
 
+def check_matting_models(shots: List[Shot], cache: str) -> None:
+    """Every `edge: matte` shot's matting model is in the model cache: nodes do not download, so a missing one
+    is refused here, naming the row, rather than failing each task on the farm."""
+    from mattebridge.core.engine import catalog
+
+    for shot in shots:
+        name = matting_model(shot.options)
+        if name and not os.path.isfile(os.path.join(cache, catalog.entry(name).name, catalog.MANIFEST)):
+            raise MatteBridgeError(
+                f"{shot.shots_file}: row {shot.row} ({shot.name}), field edge: matte needs the matting model {name}, "
+                f"not in the model cache {cache}: run `MATTEBRIDGE_MODELS={shlex.quote(cache)} mattebridge models "
+                f"download {name}`"
+            )
+
+
 def write_bundle(folder: str, shots: List[Shot], s: FarmSettings) -> List[str]:
     """template.yaml and parameter_values.yaml in `folder` (made if needed); returns their paths."""
     import yaml  # the `farm` extra; OpenJD's own tools read the bundle with it too
 
+    check_matting_models(shots, s.model_cache)
     doc = template(shots, s)
     try:
         os.makedirs(folder, exist_ok=True)

@@ -39,6 +39,7 @@ class Shot:
     out: str  # absolute pattern
     objects: List[str]
     options: Dict[str, str] = field(default_factory=dict)  # layer, colorspace, view, edge, layout when given
+    shots_file: str = ""  # the SHOTS file the row came from, for errors found after loading
 
     @property
     def layout(self) -> str:
@@ -194,7 +195,7 @@ def _shot(path: str, base: str, row: int, values: Dict[str, str]) -> Shot:
         raise bad("out", f"{values['out']}: needs a frame token (####, %04d or @) for frames {frames}")
     if options.get("layout", "files") == "files" and len(prompts.objects) > 1 and "{object}" not in out:
         raise bad("out", f"{values['out']}: several objects ({', '.join(prompts.objects)}) need {{object}}")
-    return Shot(row, name, plate, frames, prompts_path, out, list(prompts.objects), options)
+    return Shot(row, name, plate, frames, prompts_path, out, list(prompts.objects), options, path)
 
 
 def shot_objects(shot: Shot, chunk_objects: bool) -> List[Optional[str]]:

@@ -39,6 +39,13 @@ class ModelPin:
         return self.checkpoint or self.name + ".pt"
 
 
+def matting_model(options: Dict[str, str]) -> Optional[str]:
+    """The catalogue matting model a shot's task loads from the model cache (track's default), or None."""
+    from mattebridge.core.engine.matting_model import DEFAULT_MATTE_MODEL
+
+    return DEFAULT_MATTE_MODEL if options.get("edge") == "matte" else None
+
+
 def report_stem(shot: str, obj: Optional[str]) -> str:
     """The QC report of a task, without extension: one per shot, or per shot and object."""
     return shot if obj in (None, ALL_OBJECTS) else f"{shot}.{obj}"
@@ -120,5 +127,6 @@ def track_args(
             args += ["--model-config", pin.config]
     if image_size:
         args += ["--image-size", str(image_size)]
-    # a published model is found by name in the cache, as `mattebridge models path` would
-    return args, ({} if pin.checkpoint else {"MATTEBRIDGE_MODELS": os.path.abspath(cache)})
+    # Catalogue models (a published tracker by name, `edge: matte`'s matting model) are found in the job's cache,
+    # whatever the pin: the node's own ~/.cache is not what the bundle was checked against.
+    return args, {"MATTEBRIDGE_MODELS": os.path.abspath(cache)}
