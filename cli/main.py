@@ -20,10 +20,12 @@ from mattebridge.core.wire.vocabulary import (
     MATTE_CHANNELS,
 )
 
+DEFAULT_MODEL = "sam2.1_hiera_small"
+
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="sam2.1_hiera_small", help="published model name (see `mattebridge models list`)")
+    g.add_argument("--model", default=DEFAULT_MODEL, help="published model name (see `mattebridge models list`)")
     g.add_argument("--checkpoint", help="other weights: a checkpoint file (loaded weights-only)")
     g.add_argument("--model-config", help="sam2 config for --checkpoint: short name (sam2.1_hiera_t) or config path")
     g.add_argument(
@@ -235,6 +237,21 @@ def cmd_track(args) -> int:
     if args.server:
         from mattebridge.core.track.remote import track_on_server
 
+        chosen = (  # flag, value, default: what a server chose when it started
+            ("--model", args.model, DEFAULT_MODEL),
+            ("--checkpoint", args.checkpoint, None),
+            ("--model-config", args.model_config, None),
+            ("--image-size", args.image_size, None),
+            ("--device", args.device, "auto"),
+            ("--compile", args.compile, False),
+            ("--matte-model", args.matte_model, None),
+        )
+        given = [flag for flag, value, default in chosen if value != default]
+        if given:
+            raise MatteBridgeError(
+                f"{', '.join(given)}: chosen where `mattebridge serve` starts, not with --server (its model is its own)"
+            )
+
         stats = track_on_server(
             job,
             args.server,
@@ -311,7 +328,7 @@ def _add_farm_parser(sub) -> None:
     f.add_argument("--bundle", metavar="DIR", help="write the job bundle here (template.yaml, parameter_values.yaml)")
     f.add_argument("--cpu", action="store_true", help="tasks run on CPU nodes (default: each needs a GPU)")
     f.add_argument("--chunk-objects", action="store_true", help="one task per shot and object (default: per shot)")
-    f.add_argument("--model", default="sam2.1_hiera_small", help="published model the job pins (name and SHA-256)")
+    f.add_argument("--model", default=DEFAULT_MODEL, help="published model the job pins (name and SHA-256)")
     f.add_argument("--checkpoint", help="pin these weights instead (by file name and SHA-256; needs --model-config)")
     f.add_argument("--model-config", help="sam2 config for --checkpoint, e.g. sam2.1_hiera_t")
     f.add_argument("--image-size", type=int, help="model input size in pixels (default: the model's 1024)")

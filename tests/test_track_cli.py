@@ -320,3 +320,23 @@ def test_a_report_of_frames_no_pass_reaches_is_strict_json(checkpoint, bedroom_p
     records = {r["frame"]: r for r in strict(report.read_text())["records"]}
     assert [records[f]["score"] for f in (1001, 1002)] == [None, None] and records[1003]["score"] is not None
     assert not records[1001]["present"] and "-inf" not in report.with_suffix(".csv").read_text().lower()
+
+
+def test_track_on_a_server_takes_the_same_paths_and_refuses_model_flags(mb_server, bedroom_plate, tmp_path):
+    """A relative --ocio is this folder's, as the plate and outputs are; the model flags belong to the server."""
+    import PyOpenColorIO as ocio
+
+    work = tmp_path / "shot"
+    work.mkdir()
+    (work / "show.ocio").write_text(ocio.Config.CreateFromFile("ocio://studio-config-latest").serialize())
+    track = ["track", bedroom_plate, "--frames", "1001-1002", "--point", "300,300", "--server", mb_server.address]
+    code, _, err = run_cli(*track, "--ocio", "show.ocio", "--colorspace", "ACEScg", "--out", "m.####.exr", cwd=work)
+    assert code == 0, err
+    assert sorted(os.listdir(work)) == ["m.1001.exr", "m.1002.exr", "show.ocio"]
+    for flag in (["--checkpoint", "x.pt"], ["--image-size", "512"], ["--device", "cpu"], ["--matte-model", "m"]):
+        code, _, err = run_cli(*track, *flag, "--out", tmp_path / "n.####.exr")
+        assert code == 2 and err.strip().splitlines() == [
+            f"mattebridge: error: {flag[0]}: chosen where `mattebridge serve` starts, not with --server (its model is"
+            " its own)"
+        ], err
+    assert not list(tmp_path.glob("n.*"))

@@ -274,7 +274,7 @@ class Client:
             "frames": _frames(frames),
             "layer": layer,
             "colorspace": colorspace,
-            "ocio": ocio,
+            "ocio": ocio if ocio is None or ocio.startswith("ocio://") else os.path.abspath(ocio),  # the server's cwd
             "view": view,
         }
         return Clip(self, self.request("open_clip", content).content)
