@@ -323,6 +323,8 @@ def test_a_bundle_with_an_edge_matte_shot_needs_the_matting_model_in_the_cache(s
     assert err.startswith(f"mattebridge: error: {shots}: row 3 (sh040), field edge: "), err
     assert "vitmatte-small-composition-1k" in err and "mattebridge models download" in err, err
     assert not (show / "bundle").exists()
+    rc, _, err = farm(shots, show / "bundle", checkpoint, "--model-cache", "/only/on/the/nodes")
+    assert rc == 0 and (show / "bundle" / "template.yaml").exists(), err  # a cache not seen here: the tasks check
 
 
 # --- SHOTS files: one line naming the row and the field ----------------------------------------------

@@ -202,9 +202,12 @@ def parameter_values(s: FarmSettings) -> dict:
 
 def check_matting_models(shots: List[Shot], cache: str) -> None:
     """Every `edge: matte` shot's matting model is in the model cache: nodes do not download, so a missing one
-    is refused here, naming the row, rather than failing each task on the farm."""
+    is refused here, naming the row, rather than failing each task on the farm. A cache this machine does not see
+    (a path only the nodes mount) cannot be checked here; its tasks then say what is missing."""
     from mattebridge.core.engine import catalog
 
+    if not os.path.isdir(cache):
+        return
     for shot in shots:
         name = matting_model(shot.options)
         if name and not os.path.isfile(os.path.join(cache, catalog.entry(name).name, catalog.MANIFEST)):
