@@ -160,6 +160,7 @@ def test_error_cases_are_one_line_and_leave_nothing(checkpoint, bedroom_plate, t
             "none.pt: checkpoint not found",
         ),
         (["--frames", "1001-1003", "--point", "10,10", "--fill-holes", "-5"], "--fill-holes -5: expected a number"),
+        (["--frames", "1001-1003", "--point", "10,10", "--image-size", "0"], "--image-size 0: must be a multiple"),
         (  # the server refused these already; the command line checks the same job
             [
                 "--frames",

@@ -178,7 +178,7 @@ def build_model(config: str, image_size: Optional[int] = None, device="cpu", com
         "++model.add_all_frames_to_correct_as_cond=true",
         f"++model.max_cond_frames_in_attn={MAX_COND_FRAMES_IN_ATTN}",
     ]
-    if image_size:
+    if image_size is not None:  # 0 is a mistake, not "the default"
         if image_size % 32 or image_size < 64:
             raise MatteBridgeError(f"--image-size {image_size}: must be a multiple of 32, at least 64")
         overrides.append(f"++model.image_size={image_size}")
