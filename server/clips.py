@@ -367,7 +367,8 @@ def job_from_content(clip: ServerClip, content: dict, roots: Roots) -> TrackJob:
             prompts = Prompts.from_json(field_of(content, "prompts", dict), "prompts")
         except MatteBridgeError as e:
             raise ProtocolError("bad_field", str(e)) from None
-        clip.prompts = prompts  # mask paths are checked against the roots when they are opened
+        # Not yet the clip's: the worker keeps them once the job has started (a refused one leaves the clip's
+        # prompts as they were). Mask paths are checked against the roots when they are opened.
     out = field_of(content, "out", str, None)
     buffers = field_of(content, "buffers", bool, False)
     if out is None and not buffers:

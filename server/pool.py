@@ -294,8 +294,15 @@ class WorkerPool:
         return len(self.waiting)
 
     def cancel(self, client: bytes, job: Optional[str], why: str) -> int:
-        hits = [(key, j) for key, j in self.jobs.items() if key[0] == client and (job is None or key[1] == job)]
-        for slot in {j.slot for _, j in hits}:
+        hits = [j.slot for key, j in self.jobs.items() if key[0] == client and (job is None or key[1] == job)]
+        # A propagate not answered with propagate_started yet (queued, or just sent) is a job too: its worker
+        # starts it cancelled. Otherwise a cancel sent right after the propagate would be lost.
+        hits += [
+            index
+            for (who, msg_id), (index, _, kind) in self.waiting.items()
+            if who == client and kind == "propagate" and (job is None or msg_id == job)
+        ]
+        for slot in set(hits):
             self._tell(self.slots[slot], [b"cancel", client, (job or "").encode(), why.encode()])
         return len(hits)
 

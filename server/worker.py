@@ -80,6 +80,10 @@ class Worker(threading.Thread):
         # requests: they are not counted against --max-queue and are freed in one batch before the next request.
         self._drops: "OrderedDict[bytes, None]" = OrderedDict()
         self._jobs: List[PropagationJob] = []
+        # Propagates cancelled before they became jobs (queued, or being started): (client, msg_id) -> why.
+        # They start cancelled, so their clients still get propagate_started, then propagate_done `cancelled`.
+        self._cancels: Dict[Tuple[bytes, str], str] = {}
+        self._current: Optional[Tuple[bytes, Message]] = None  # the request the worker thread is handling
         self._clips: Dict[str, ServerClip] = {}
         self._stopping = False
 
@@ -95,6 +99,8 @@ class Worker(threading.Thread):
         and clips freed before the worker takes another request."""
         with self._cond:
             self._requests.pop(client, None)
+            for key in [k for k in self._cancels if k[0] == client]:
+                del self._cancels[key]
             self._drops[client] = None
             self._cond.notify()
 
@@ -103,11 +109,18 @@ class Worker(threading.Thread):
             return sum(len(q) for q in self._requests.values())
 
     def cancel(self, client: bytes, job_id: Optional[str], why: str = "cancelled by the client") -> int:
-        """Mark `client`'s job (or all its jobs) cancelled; the worker stops it before its next frame."""
+        """Mark `client`'s job (or all its jobs) cancelled; the worker stops it before its next frame. A
+        propagate not started yet (queued, or being started now) starts cancelled."""
         with self._cond:
             hits = [j for j in self._jobs if j.client == client and (job_id is None or j.msg_id == job_id)]
             for job in hits:
                 job.cancelled = job.cancelled or why
+            waiting = [m for m, _ in self._requests.get(client, ())]
+            if self._current is not None and self._current[0] == client:
+                waiting.append(self._current[1])
+            for msg in waiting:
+                if msg.msg_type == "propagate" and (job_id is None or msg.msg_id == job_id):
+                    self._cancels.setdefault((client, msg.msg_id), why)
             self._cond.notify()
             return len(hits)
 
@@ -131,6 +144,9 @@ class Worker(threading.Thread):
                 self._drop(gone)
             elif item is not None:
                 self._handle(*item)
+                with self._cond:  # a refused propagate's cancel is forgotten with it
+                    self._current = None
+                    self._cancels.pop((item[0], item[1].msg_id), None)
             elif self._jobs:
                 turn = (turn + 1) % len(self._jobs)
                 self._step(self._jobs[turn])
@@ -150,6 +166,7 @@ class Worker(threading.Thread):
         del self._requests[client]
         if queue:
             self._requests[client] = queue  # to the back of the rotation
+        self._current = (client, msg)
         return client, msg, clip_id
 
     def _reply(self, client: bytes, msg: Message, msg_type: str, content: dict, buffers=None) -> None:
@@ -298,10 +315,8 @@ class Worker(threading.Thread):
             raise ProtocolError(
                 "busy", f"{len(self._jobs)} propagations are running (the most this server runs)", retry_after=5.0
             )
-        before = clip.prompts
         job = job_from_content(clip, msg.content, self.roots)
         if len(job.prompts.objects) > self.max_objects:
-            clip.prompts = before  # a refused propagation leaves the clip's prompts as they were
             raise ProtocolError(
                 "bad_field",
                 f"prompts: {len(job.prompts.objects)} objects, more than the "
@@ -310,14 +325,19 @@ class Worker(threading.Thread):
             )
         buffers = field_of(msg.content, "buffers", bool, False)
         run = clip.start_job(self.model, job, buffers)
+        clip.prompts = job.prompts  # only now: a refused propagation leaves the clip's prompts as they were
+        started = PropagationJob(client, msg.msg_id, clip, run, len(clip.frames), buffers)
         with self._cond:
-            self._jobs.append(PropagationJob(client, msg.msg_id, clip, run, len(clip.frames), buffers))
+            started.cancelled = self._cancels.pop((client, msg.msg_id), "")
+            self._jobs.append(started)
         self._reply(
             client,
             msg,
             "propagate_started",
             {"clip": clip.id, "job": msg.msg_id, "total": len(clip.frames), "prompts": job.prompts.to_json()},
         )
+        if started.cancelled:  # cancelled before it started: it ends now, before any frame
+            self._step(started)
 
     def _on_close_clip(self, client: bytes, msg: Message) -> None:
         clip = self._clip(client, msg.content, idle=False)
