@@ -246,39 +246,6 @@ def test_a_task_fails_in_one_line_when_the_checkpoint_is_absent_or_different(sho
     assert not (show / "mattes").exists()
 
 
-@pytest.fixture(scope="module")
-def tiny_vitmatte(tmp_path_factory) -> str:
-    """A random ViTMatte small enough for a CPU task (tests/test_matting.py's recipe)."""
-    torch = pytest.importorskip("torch")
-    from transformers import VitDetConfig, VitMatteConfig, VitMatteForImageMatting
-
-    backbone = VitDetConfig(
-        num_channels=4,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        mlp_ratio=2,
-        image_size=64,
-        pretrain_image_size=64,
-        patch_size=16,
-        out_features=["stage2"],
-    )
-    config = VitMatteConfig(
-        backbone_config=backbone,
-        hidden_size=32,
-        convstream_hidden_sizes=[8, 16, 16],
-        fusion_hidden_sizes=[16, 16, 8, 8],
-    )
-    torch.manual_seed(0)
-    model = VitMatteForImageMatting(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    folder = tmp_path_factory.mktemp("vitmatte") / "tiny-vitmatte"
-    model.save_pretrained(folder)
-    return str(folder)
-
-
 def node_env(tmp_path):
     """A farm node's environment: its own empty home cache, no cache chosen by the environment."""
     home = tmp_path / "node-home"

@@ -21,39 +21,6 @@ import matting_quality as mq  # noqa: E402
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def tiny_vitmatte(tmp_path_factory) -> str:
-    """A ViTMatte small enough for a CPU test, its weights random but not degenerate (the published head
-    starts near 0.5 everywhere, which would make any comparison trivially equal)."""
-    from transformers import VitDetConfig, VitMatteConfig, VitMatteForImageMatting
-
-    backbone = VitDetConfig(
-        num_channels=4,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        mlp_ratio=2,
-        image_size=64,
-        pretrain_image_size=64,
-        patch_size=16,
-        out_features=["stage2"],
-    )
-    config = VitMatteConfig(
-        backbone_config=backbone,
-        hidden_size=32,
-        convstream_hidden_sizes=[8, 16, 16],
-        fusion_hidden_sizes=[16, 16, 8, 8],
-    )
-    torch.manual_seed(0)
-    model = VitMatteForImageMatting(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    folder = tmp_path_factory.mktemp("vitmatte") / "tiny-vitmatte"
-    model.save_pretrained(folder)
-    return str(folder)
-
-
 def _disc(h, w, r, cx=None, cy=None):
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     return np.hypot(xx - (cx or w / 2), yy - (cy or h / 2)) - r
