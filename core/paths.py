@@ -37,6 +37,16 @@ def inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def plain_mode(folder: bool = False) -> int:
+    """The mode a plain open (or mkdir) gives a new file (folder) here: 0666 (0777) less the umask. Outputs are
+    made as private temps (mkstemp's 0600, mkdtemp's 0700) and renamed: they get this mode first, so the show's
+    readers can read them as the user's umask intends. The umask is read by setting 0o077 for an instant: a file
+    another thread makes meanwhile gets fewer permissions, never more."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return (0o777 if folder else 0o666) & ~umask
+
+
 def everyone_can_read(real: str) -> bool:
     """POSIX: the file is world-readable and every folder above it world-searchable, so any local user could
     read it themselves and the server reveals nothing by reading it for them. False where that cannot be told."""

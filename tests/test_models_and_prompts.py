@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import stat
 import threading
 
 import pytest
@@ -12,6 +13,7 @@ from conftest import run_cli
 
 from mattebridge.core.engine import models
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.paths import plain_mode
 from mattebridge.core.wire.prompts import Prompts
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
@@ -54,6 +56,7 @@ def test_download_verifies_sha256(http_server, tmp_path, monkeypatch):
     assert path == models.model_path("sam2.1_hiera_tiny") and open(path, "rb").read() == PAYLOAD
     assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
     assert os.listdir(tmp_path / "cache") == ["sam2.1_hiera_tiny.pt"]
+    assert stat.S_IMODE(os.stat(path).st_mode) == plain_mode()  # a shared cache: readable as the umask says
 
     with pytest.raises(MatteBridgeError, match=r"sam2.1_hiera_small.pt: download failed \(.*404"):
         models.download("sam2.1_hiera_small")

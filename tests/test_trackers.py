@@ -10,6 +10,7 @@ EdgeTamVideoConfig's own default vision config is the Hiera one, which is what i
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from mattebridge.core.engine import transformers_tracker as tt
 from mattebridge.core.engine.interface import Tracker
 from mattebridge.core.engine.tracker import ObjectPrompt
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.paths import plain_mode
 
 S = 128  # model input size: the feature grid is S / 16 = 8
 H = 128  # hidden size (the library fixes the memory channels at 64 and needs them smaller than this)
@@ -472,6 +474,7 @@ def test_download_pins_the_commit_verifies_files_and_loads(model_dir, tmp_path, 
     assert pinned == hub.commit and "README.md" not in files  # the resolved commit, only config and weights
     manifest = catalog.verify_folder(folder)
     assert manifest["revision"] == hub.commit and manifest["repo"] == repo
+    assert stat.S_IMODE(os.stat(folder).st_mode) == plain_mode(folder=True)  # not mkdtemp's 0700
     engine = catalog.load_engine(name, device="cpu")
     assert engine.name == name and engine.sha256 == catalog.weights_sha256(manifest)
     assert catalog.download(name) == folder and len(hub.calls) == 2  # present: verified, not fetched again

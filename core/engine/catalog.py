@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 
 from mattebridge.core.engine import models
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.paths import plain_mode
 
 MANIFEST = "mattebridge.json"
 HUB_FILES = ["*.json", "*.safetensors"]  # config, processor settings, weights; never pickles
@@ -235,6 +236,7 @@ def download(name: str, revision: Optional[str] = None, log: Callable[[str], Non
         check_against_hub(tmp, wanted)
         write_manifest(tmp, e.repo, commit)
         shutil.rmtree(os.path.join(tmp, ".cache"), ignore_errors=True)
+        os.chmod(tmp, plain_mode(folder=True))  # mkdtemp's 0700 would keep a shared cache's other users out
         os.replace(tmp, dest)
         return dest
     finally:

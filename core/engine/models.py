@@ -15,6 +15,7 @@ from typing import Optional
 
 from mattebridge.core.engine import patches
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.paths import plain_mode
 
 META_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 # Corrections stay in force (docs/architecture.md §5), and attention over conditioning frames stays bounded.
@@ -99,6 +100,7 @@ def download(name: str, progress=None) -> str:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     url = model_url(name)
     fd, tmp = tempfile.mkstemp(prefix="." + info.name, suffix=".part", dir=os.path.dirname(dest))
+    os.fchmod(fd, plain_mode())  # a shared cache: readable as the umask says, like any file made here
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:

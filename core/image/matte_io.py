@@ -11,6 +11,7 @@ import numpy as np
 
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.plate import Geometry, channel_names, lenient_text, library_error, printable_line
+from mattebridge.core.paths import plain_mode
 
 METADATA_PREFIX = "mattebridge/"
 
@@ -52,6 +53,7 @@ def write_matte(
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp.exr", dir=folder)
     except OSError as e:  # a folder this process may not write in
         raise MatteBridgeError(f"{path}: cannot write ({e.strerror})") from None
+    os.fchmod(fd, plain_mode())
     os.close(fd)
     try:
         out = oiio.ImageOutput.create(tmp)

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from mattebridge.core.errors import MatteBridgeError
+from mattebridge.core.paths import plain_mode
 
 
 @dataclass
@@ -154,6 +155,7 @@ def _write_atomic(path: str, text: str) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        os.fchmod(fd, plain_mode())
     except OSError as e:
         raise MatteBridgeError(f"{path}: cannot write ({e.strerror})") from None
     try:

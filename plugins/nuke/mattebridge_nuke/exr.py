@@ -99,6 +99,9 @@ def write_exr(
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    from mattebridge.core.paths import plain_mode
+
+    os.fchmod(fd, plain_mode())  # the comp's other readers (a render farm, a colleague) read it as the umask says
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
