@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from mattebridge.core.wire.vocabulary import DEFAULT_ADDRESS
@@ -104,6 +105,9 @@ def serve(args) -> int:
     check_bind(args.bind, args.keys)
     if args.keys:
         load_server_keys(args.keys)  # refuse bad or exposed keys now, not after loading the model
+    # Whatever the server writes is its owner's alone (mattes 0600): another local user who asks it for a cut-out
+    # of a plate they cannot read gets no file they can read. Its workers inherit this.
+    os.umask(os.umask(0o077) | 0o077)
     options = {
         "checkpoint": args.checkpoint,
         "config": args.model_config,

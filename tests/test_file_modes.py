@@ -48,3 +48,20 @@ def test_mattes_reports_and_nuke_caches_get_the_umasks_mode(umask, tmp_path):
     write_exr(str(tmp_path / "n.exr"), {"A": alpha}, (0, 0, 6, 4), (0, 0, 6, 4))
     for name in ("m.exr", "qc.json", "qc.csv", "n.exr"):
         assert mode(tmp_path / name) == 0o666 & ~umask, name
+
+
+def test_a_servers_outputs_are_its_owners_alone(mb_server, bedroom_plate, tmp_path):
+    """Another local user may ask the server for a cut-out of a plate they cannot read: the file is not theirs to
+    read (the server runs under umask 077 on top of its owner's), while `track` keeps the user's umask."""
+    from mattebridge.core.wire.client import Client
+
+    with Client(mb_server.address, timeout=120) as client:
+        clip = client.open_clip(bedroom_plate, "1001-1001", colorspace="ACEScg")
+        clip.prompt(1001, "hero", points=[(300, 300, True)], edge="raw")
+        run = clip.propagate(
+            out=str(tmp_path / "m.####.exr"), cutout=str(tmp_path / "c.####.exr"), report=str(tmp_path / "qc.json")
+        )
+        list(run)
+        clip.close()
+    for name in ("m.1001.exr", "c.1001.exr", "qc.json", "qc.csv"):
+        assert mode(tmp_path / name) == 0o600, name
