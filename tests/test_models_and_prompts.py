@@ -97,3 +97,30 @@ def test_prompts_json_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(MatteBridgeError, match="bad.json: not valid JSON"):
         Prompts.load(str(tmp_path / "bad.json"))
+
+
+def test_a_cached_published_checkpoint_is_checked_at_load_and_download(checkpoint, tmp_path, monkeypatch):
+    """A swapped or damaged file in the cache must not load under the published name and SHA-256 (which matte
+    headers and resume keys carry): refused in one line at `download` and at every load."""
+    monkeypatch.setenv("MATTEBRIDGE_MODELS", str(tmp_path))
+    info = models.MODELS["sam2.1_hiera_tiny"]
+    good = models.ModelInfo(info.name, info.config, models.sha256_of(checkpoint), info.size)
+    monkeypatch.setitem(models.MODELS, "sam2.1_hiera_tiny", good)
+    cached = models.model_path("sam2.1_hiera_tiny")
+    os.makedirs(os.path.dirname(cached), exist_ok=True)
+    with open(checkpoint, "rb") as src, open(cached, "wb") as dst:
+        dst.write(src.read())
+    loaded = models.load_model("sam2.1_hiera_tiny", image_size=128, device="cpu")
+    assert loaded.sha256 == good.sha256 and models.download("sam2.1_hiera_tiny") == cached
+    with open(cached, "r+b") as f:  # one byte changed
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    for call in (
+        lambda: models.load_model("sam2.1_hiera_tiny", image_size=128, device="cpu"),
+        lambda: models.download("sam2.1_hiera_tiny"),
+    ):
+        with pytest.raises(MatteBridgeError, match=r"sam2.1_hiera_tiny.pt: SHA-256 .* is not the published") as e:
+            call()
+        assert "\n" not in str(e.value) and "mattebridge models download sam2.1_hiera_tiny" in str(e.value)
