@@ -100,6 +100,22 @@ def test_saved_json_is_the_track_prompts_format_and_reloads_identically(tmp_path
     assert doc_json["version"] == 1
 
 
+def test_a_hostile_or_unsavable_prompts_file_is_one_line_and_leaves_nothing(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"version": 1, "objects": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(MatteBridgeError, match="deep.json") as e:  # was a RecursionError (a traceback)
+        PromptDocument.load(str(deep))
+    assert "\n" not in str(e.value)
+    doc = PromptDocument(objects=["hero"])
+    doc.add_point(1001, "hero", 1.5, 2.5)
+    target = tmp_path / "gone" / "p.json"
+    target.parent.mkdir()
+    target.mkdir()  # the save's rename onto a folder fails after its temp file was written
+    with pytest.raises(MatteBridgeError, match="cannot save prompts"):
+        doc.save(str(target))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["p.json"]  # no temp file left beside it
+
+
 @pytest.mark.parametrize("aspect", [1.0, 2.0, 0.5])
 def test_view_mapping_keeps_plate_coordinates_free_of_pixel_aspect(aspect):
     view = ViewMap(1920, 1080, aspect)

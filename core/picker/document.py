@@ -254,22 +254,27 @@ class PromptDocument:
             os.replace(tmp, path)
         except OSError as e:
             raise MatteBridgeError(f"{path}: cannot save prompts ({e.strerror})") from None
+        finally:
+            if os.path.exists(tmp):  # a failed write (a full disk) leaves no temp file behind
+                os.unlink(tmp)
         self.dirty = False
 
     @classmethod
     def load(cls, path: str) -> "PromptDocument":
-        with_order = _object_order(path)
-        return cls(Prompts.load(path), with_order)
+        prompts = Prompts.load(path)  # first: the strict, bounded read reports any problem in one line
+        return cls(prompts, _object_order(path))
 
 
 def _object_order(path: str) -> List[str]:
-    """Object names in file order, including objects saved without any prompt."""
+    """Object names in file order, including objects saved without any prompt (the file has passed Prompts.load)."""
+    from mattebridge.core.wire.protocol import load_json
+
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        with open(path, "rb") as f:
+            doc = load_json(f.read())
         return [o["name"] for o in doc.get("objects", []) if isinstance(o, dict) and isinstance(o.get("name"), str)]
     except (OSError, ValueError, AttributeError):
-        return []  # Prompts.load reports the problem
+        return []  # changed since Prompts.load read it: the prompts' own order
 
 
 def _check_name(name: str) -> None:
