@@ -6,6 +6,7 @@ plates on its own threads, through `ServerClip.read`).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from mattebridge.core.paths import PathPolicy
 from mattebridge.core.track.clip import PreparedClip, engine_prompt, prepare_clip, resolve_transform
 from mattebridge.core.track.job import TrackJob, check_job
 from mattebridge.core.track.run import TrackRun, refine_device
-from mattebridge.core.wire.prompts import FramePrompt, Point, Prompts, check_object_name
+from mattebridge.core.wire.prompts import FramePrompt, Point, Prompts, check_frame_prompt, check_object_name
 from mattebridge.core.wire.protocol import ProtocolError, check_window, field_of, unpack_array
 from mattebridge.core.wire.sequence import FrameRange
 from mattebridge.core.wire.vocabulary import EDGE_MODES
@@ -113,6 +114,7 @@ class ServerClip:
         self._plate: Optional[Tuple[int, Plate]] = None  # the last previewed frame's plate (its soft edge)
         self._guide = None  # (frame, refine.Guide): that plate as the soft edge on the CPU sees it, for the next click
         self._tmp = None  # mask prompts sent as buffers are kept here as EXRs
+        self._masks = 0  # how many were written: each gets a name of its own
         self.layer: Optional[str] = None
 
     @property
@@ -209,7 +211,7 @@ class ServerClip:
                 self._guide = (frame, Guide(plate.pixels))
             guide = self._guide[1]
         alpha = alpha_from_logits(result.logits[obj], geometry, edge, guide, device)
-        return alpha, geometry, result.scores.get(obj), (result.ious or {}).get(obj)
+        return alpha, geometry, finite_or_none(result.scores.get(obj)), finite_or_none((result.ious or {}).get(obj))
 
     def mask_file(self, frame: int, obj: str, mask: np.ndarray) -> str:
         """A mask sent as a buffer, kept as an EXR so the prompts JSON can refer to it."""
@@ -226,9 +228,20 @@ class ServerClip:
         values = values[..., -1] if values.ndim == 3 else values
         if mask.dtype.kind == "u":
             values /= np.iinfo(mask.dtype).max
-        path = os.path.join(self._tmp, f"{obj}.{frame}.exr")
+        # A new name each time: the prompt it replaces keeps its own file until this one is accepted (a refused
+        # prompt leaves the clip's prompts, their masks included, as they were); see drop_mask_file.
+        self._masks += 1
+        path = os.path.join(self._tmp, f"{obj}.{frame}.{self._masks}.exr")
         write_matte(path, {"A": values}, Geometry((0, 0, w, h), (0, 0, w, h)), {"object": obj})
         return path
+
+    def drop_mask_file(self, fp: Optional[FramePrompt]) -> None:
+        """Delete `fp`'s mask file if mask_file wrote it (a refused prompt's, or one a new prompt replaced)."""
+        if fp is not None and fp.mask is not None and self._tmp and os.path.dirname(fp.mask) == self._tmp:
+            try:
+                os.unlink(fp.mask)
+            except OSError:
+                pass
 
     # --- propagation ------------------------------------------------------------------------------
     def start_job(self, model, job: TrackJob, keep_mattes: bool) -> TrackRun:
@@ -299,6 +312,28 @@ def open_clip(
     raise ProtocolError("bad_field", f"source: {source!r} (expected files or inline)")
 
 
+def finite_or_none(value):
+    """A score or IoU for the wire: None (JSON null) where the model gave NaN or an infinity, which JSON cannot
+    carry (protocol.encode refuses them)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def finite_scores(values: Optional[dict]) -> Optional[dict]:
+    """object -> score, each through finite_or_none."""
+    return None if values is None else {k: finite_or_none(v) for k, v in values.items()}
+
+
+def _coordinate(value, name: str) -> float:
+    """A JSON number as a float: an integer too large for one (10**400 parses as an int) is refused, not a crash."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ProtocolError("bad_field", f"{name}: {str(value)[:24]}... is too large") from None
+
+
 def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) -> FramePrompt:
     try:  # first: the name becomes a file name below
         obj = check_object_name(field_of(content, "object", str))
@@ -314,7 +349,7 @@ def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) ->
             or not isinstance(p[2], bool)
         ):
             raise ProtocolError("bad_field", f"points[{i}]: expected [x, y, positive] (numbers, boolean)")
-        fp.points.append(Point(float(p[0]), float(p[1]), p[2]))
+        fp.points.append(Point(_coordinate(p[0], f"points[{i}]"), _coordinate(p[1], f"points[{i}]"), p[2]))
     box = field_of(content, "box", list, None)
     if box is not None:
         if (
@@ -324,7 +359,7 @@ def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) ->
             or box[3] <= box[1]
         ):
             raise ProtocolError("bad_field", "box: expected [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
-        fp.box = tuple(float(v) for v in box)
+        fp.box = tuple(_coordinate(v, "box") for v in box)
     mask = content.get("mask")
     if mask is not None:
         if fp.points or fp.box is not None:
@@ -337,12 +372,10 @@ def prompt_from_content(clip: ServerClip, frame: int, content: dict, buffers) ->
             fp.mask = clip.mask_file(frame, obj, unpack_array(mask, buffers, "mask", ndim=(2,)))
     if not fp.points and fp.box is None and fp.mask is None:
         raise ProtocolError("bad_field", "prompt: give points, a box or a mask (to remove a prompt, send clear)")
-    w, h = clip.prepared.geometry[frame].display_size
-    for p in fp.points:
-        if not (0 <= p.x <= w and 0 <= p.y <= h):
-            raise ProtocolError(
-                "bad_field", f"points: {p.x:g},{p.y:g} is outside frame {frame}'s display window (0..{w}, 0..{h})"
-            )
+    try:  # the rule propagate applies (Prompts.check): a prompt accepted here is never refused there
+        check_frame_prompt(fp, *clip.prepared.geometry[frame].display_size, f"object {obj!r}, frame {frame}")
+    except MatteBridgeError as e:
+        raise ProtocolError("bad_field", str(e)) from None
     return fp
 
 

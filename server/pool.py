@@ -247,6 +247,14 @@ class WorkerPool:
     def forward(self, client: bytes, msg: Message, frames: list, max_clips: int) -> None:
         """Send a client's request (as it came: `frames`) to the worker that holds its clip, or for open_clip to
         the least-loaded ready worker under a new clip id. Refusals raise ProtocolError."""
+        key = (client, msg.msg_id)
+        if key in self.waiting or key in self.jobs:  # answers are matched to requests by id: one at a time
+            what = "a propagation" if key in self.jobs else f"a {self.waiting[key][2]} request"
+            raise ProtocolError(
+                "bad_field",
+                f"msg_id {msg.msg_id[:64]!r}: {what} of this client with that id is still waiting or running; "
+                f"give each request an id of its own",
+            )
         clip_id = ""
         if msg.msg_type == "open_clip":
             held = sum(1 for _, owner in self.clips.values() if owner == client)

@@ -32,6 +32,7 @@ from .clips import (
     FeatureCache,
     ServerClip,
     file_error,
+    finite_scores,
     geometry_from_content,
     job_from_content,
     open_clip,
@@ -277,26 +278,41 @@ class Worker(threading.Thread):
         try:
             clip.prompts.on(obj, frame)
         except MatteBridgeError as e:
+            clip.drop_mask_file(fp)
             raise ProtocolError("bad_field", f"object: {e}") from None
+        previous = clip.prompts.objects[obj].get(frame)
+        if previous is not None and not previous.points and previous.box is None and previous.mask is None:
+            previous = None  # the empty entry `on` just made
         clip.prompts.objects[obj][frame] = fp  # the full set for this object and frame: a repeat is harmless
-        alpha, geometry, score, iou = clip.preview(self.model, index, obj, fp, edge)
-        buffers: list = []
-        desc = pack_array(to_half(alpha), buffers)
-        self._reply(
-            client,
-            msg,
-            "prompt_reply",
-            {
-                "clip": clip.id,
-                "frame": frame,
-                "object": obj,
-                "alpha": desc,
-                "geometry": geometry.to_json(),
-                "score": score,
-                "iou": iou,
-            },
-            buffers,
-        )
+        try:
+            alpha, geometry, score, iou = clip.preview(self.model, index, obj, fp, edge)
+            buffers: list = []
+            desc = pack_array(to_half(alpha), buffers)
+            self._reply(
+                client,
+                msg,
+                "prompt_reply",
+                {
+                    "clip": clip.id,
+                    "frame": frame,
+                    "object": obj,
+                    "alpha": desc,
+                    "geometry": geometry.to_json(),
+                    "score": score,
+                    "iou": iou,
+                },
+                buffers,
+            )
+        except BaseException:  # refused: the clip's prompts stay exactly as they were
+            if clip.prompts.objects.get(obj, {}).get(frame) is fp:
+                if previous is not None:
+                    clip.prompts.objects[obj][frame] = previous
+                else:
+                    clip.prompts.remove(obj, frame)
+            clip.drop_mask_file(fp)
+            raise
+        if previous is not fp and (previous is None or previous.mask != fp.mask):
+            clip.drop_mask_file(previous)  # the prompt it replaced: its mask file is no longer referred to
 
     def _on_clear(self, client: bytes, msg: Message) -> None:
         clip = self._clip(client, msg.content)
@@ -410,14 +426,21 @@ class Worker(threading.Thread):
             "total": job.total,
             "skipped": outcome.skipped,
             "paths": outcome.paths,
-            "scores": outcome.scores,
-            "ious": outcome.ious,
+            "scores": finite_scores(outcome.scores),  # NaN/Infinity become null: JSON cannot carry them
+            "ious": finite_scores(outcome.ious),
         }
-        if job.buffers:
-            geometry = job.clip.prepared.geometry[outcome.frame]
-            content["geometry"] = geometry.to_json()
-            content["alpha"] = {o: pack_array(to_half(a), buffers) for o, a in outcome.mattes.items()}
-        self.send(job.client, Message("frame", content, buffers, parent_id=job.msg_id))
+        try:
+            if job.buffers:
+                geometry = job.clip.prepared.geometry[outcome.frame]
+                content["geometry"] = geometry.to_json()
+                content["alpha"] = {o: pack_array(to_half(a), buffers) for o, a in outcome.mattes.items()}
+            self.send(job.client, Message("frame", content, buffers, parent_id=job.msg_id))
+        except Exception as e:  # a frame that cannot be sent (encode refuses it) ends the job with one line
+            log.error("propagation %s failed:\n%s", job.msg_id, traceback.format_exc())
+            job.run.close()
+            self._end(job, "error")
+            error = e if isinstance(e, ProtocolError) else ProtocolError("internal", f"{type(e).__name__}: {e}")
+            self._error(job.client, msg, error)
 
     def _end(self, job: PropagationJob, status: str, reason: str = "") -> None:
         with self._cond:

@@ -52,6 +52,33 @@ class FramePrompt:
         return out
 
 
+# The farthest a box's corner may lie from the origin, in pixels (display windows reach at most 2**20, protocol's
+# check_window): past it a box means nothing, and the model's coordinates overflow float32 (its scores turn NaN).
+MAX_BOX_COORDINATE = float(1 << 20)
+
+
+def check_frame_prompt(fp: FramePrompt, width: float, height: float, where: str) -> None:
+    """The one rule for what one object's prompt on one frame may hold, in a `width` x `height` display window
+    (Prompts.check, the server's prompt): points inside the image, a box that overlaps it and stays within
+    MAX_BOX_COORDINATE, a mask alone. Raises a one-line MatteBridgeError starting with `where`."""
+    if fp.mask is not None and (fp.points or fp.box is not None):
+        raise MatteBridgeError(f"{where}: a mask cannot be combined with points or a box on one frame")
+    for p in fp.points:
+        if not (0 <= p.x <= width and 0 <= p.y <= height):
+            raise MatteBridgeError(f"{where}: point {p.x:g},{p.y:g} is outside the image (0..{width:g}, 0..{height:g})")
+    if fp.box is not None:
+        x0, y0, x1, y1 = fp.box
+        if x1 < 0 or y1 < 0 or x0 > width or y0 > height:
+            raise MatteBridgeError(
+                f"{where}: box {x0:g},{y0:g},{x1:g},{y1:g} is outside the image (0..{width:g}, 0..{height:g})"
+            )
+        if not all(abs(v) <= MAX_BOX_COORDINATE for v in fp.box):  # NaN fails this too
+            raise MatteBridgeError(
+                f"{where}: box {x0:g},{y0:g},{x1:g},{y1:g} reaches beyond {MAX_BOX_COORDINATE:.0f} pixels "
+                f"(the image is 0..{width:g}, 0..{height:g})"
+            )
+
+
 @dataclass
 class Prompts:
     """object name -> frame number -> what was given on that frame."""
@@ -124,21 +151,7 @@ class Prompts:
                 where = f"object {obj!r}, frame {frame}"
                 if frame not in frames:
                     raise MatteBridgeError(f"{where}: frame is outside the range {frames}")
-                if fp.mask is not None and (fp.points or fp.box is not None):
-                    raise MatteBridgeError(f"{where}: a mask cannot be combined with points or a box on one frame")
-                width, height = display_size(frame)
-                for p in fp.points:
-                    if not (0 <= p.x <= width and 0 <= p.y <= height):
-                        raise MatteBridgeError(
-                            f"{where}: point {p.x:g},{p.y:g} is outside the image (0..{width:g}, 0..{height:g})"
-                        )
-                if fp.box is not None:
-                    x0, y0, x1, y1 = fp.box
-                    if x1 < 0 or y1 < 0 or x0 > width or y0 > height:
-                        raise MatteBridgeError(
-                            f"{where}: box {x0:g},{y0:g},{x1:g},{y1:g} is outside the image "
-                            f"(0..{width:g}, 0..{height:g})"
-                        )
+                check_frame_prompt(fp, *display_size(frame), where)
 
     # --- the JSON file shared with the plugins -------------------------------------------------
     def to_json(self) -> dict:

@@ -83,10 +83,19 @@ class Message:
 
 
 def encode(msg: Message) -> List[Any]:
+    """Message -> frames, as strict JSON: a NaN or an infinity (which decode, like any strict JSON reader, refuses)
+    raises ProtocolError `internal` naming the message, never goes out. Senders make such values null first."""
     header = {"msg_id": msg.msg_id, "msg_type": msg.msg_type, "version": msg.version, "session": msg.session}
     if msg.parent_id is not None:
         header["parent_id"] = msg.parent_id
-    return [TAG, json.dumps(header).encode(), json.dumps(msg.content).encode(), *msg.buffers]
+    try:
+        return [TAG, _dumps(header), _dumps(msg.content), *msg.buffers]
+    except ValueError as e:
+        raise ProtocolError("internal", f"{msg.msg_type}: cannot be sent as JSON ({e})") from None
+
+
+def _dumps(doc) -> bytes:
+    return json.dumps(doc, allow_nan=False).encode()
 
 
 def decode(frames: Sequence[Any], max_bytes: int = 0) -> Message:
