@@ -4,13 +4,22 @@ the server converts them out and lets go at once (so nothing of the client's out
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import sys
 from multiprocessing import shared_memory
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from mattebridge.core.wire.protocol import ProtocolError, check_layout
+
+try:
+    import _posixshmem  # the C module behind multiprocessing.shared_memory on POSIX
+except ImportError:  # Windows
+    _posixshmem = None
+
+_BAND_BYTES = 1 << 18  # read, hashed and converted a band of about this many bytes at a time
 
 
 def _attach(name: str) -> shared_memory.SharedMemory:
@@ -74,33 +83,93 @@ def shared_layout(desc: Any) -> SharedLayout:
 def read_shared_rgb(layout: SharedLayout) -> Tuple[np.ndarray, str]:
     """The server side, step 2: (float32 (h, w, 3) RGB, sha1 of the described bytes) from the client's segment.
 
-    The RGB array is the only copy made: it is filled straight from the shared view. The claim is checked
-    against the segment's real size before that allocation."""
+    The claim is checked against the segment's real size before the RGB array is allocated. The segment is then
+    read through its file descriptor (pread), a band of rows at a time, never mapped: the client can shrink it at
+    any moment, and a mapping read past its new end kills this process (SIGBUS). A short read is `bad_buffer`."""
+    if _posixshmem is None:
+        return _read_mapped_rgb(layout)
+    try:
+        # read-only; shm_open adds O_NOFOLLOW and refuses a name with a slash inside, as attaching did
+        fd = _posixshmem.shm_open(layout.name if layout.name.startswith("/") else "/" + layout.name, os.O_RDONLY)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        raise ProtocolError("not_found", f"shm: segment {layout.name!r} cannot be opened ({e})") from None
+    try:
+        try:
+            info = os.fstat(fd)
+        except OSError as e:
+            raise ProtocolError("bad_buffer", f"shm: segment {layout.name!r} cannot be read ({e})") from None
+        _check_size(layout, info.st_size if stat.S_ISREG(info.st_mode) else 0)
+        return _read_rgb(lambda dst, pos: _pread_exactly(fd, dst, pos, layout.name), layout)
+    finally:
+        os.close(fd)
+
+
+def _read_mapped_rgb(layout: SharedLayout) -> Tuple[np.ndarray, str]:
+    """Windows: a named section keeps the size it was created with, so a mapping of it cannot lose pages."""
     try:
         segment = _attach(layout.name)
     except (FileNotFoundError, ValueError, OSError) as e:
         raise ProtocolError("not_found", f"shm: segment {layout.name!r} cannot be opened ({e})") from None
     try:
-        end = layout.offset + layout.nbytes
-        if end > segment.size:
-            raise ProtocolError(
-                "bad_buffer",
-                f"shm: {layout.dtype} {list(layout.shape)} at offset {layout.offset} "
-                f"needs {end} bytes, segment {layout.name!r} has {segment.size}",
-            )
-        raw = segment.buf[layout.offset : end]
-        view = None
-        try:
-            # the same hash put_frame gives the same pixels sent inline (the resume stamp)
-            stamp = hashlib.sha1(raw).hexdigest()
-            view = np.ndarray(layout.shape, layout.dtype, buffer=raw)
-            rgb = to_rgb32(view)
-        finally:
-            del view  # no view may outlive the mapping: close() refuses while one exists
-            raw.release()
-        return rgb, stamp
+        _check_size(layout, segment.size)
+
+        def copy(dst: memoryview, pos: int) -> None:
+            dst[:] = segment.buf[pos : pos + len(dst)]
+
+        return _read_rgb(copy, layout)
     finally:
         segment.close()
+
+
+def _check_size(layout: SharedLayout, size: int) -> None:
+    end = layout.offset + layout.nbytes
+    if end > size:
+        raise ProtocolError(
+            "bad_buffer",
+            f"shm: {layout.dtype} {list(layout.shape)} at offset {layout.offset} "
+            f"needs {end} bytes, segment {layout.name!r} has {size}",
+        )
+
+
+def _pread_exactly(fd: int, dst: memoryview, pos: int, name: str) -> None:
+    """Fills dst from the segment at pos, or raises bad_buffer (the segment shrank, or the read failed)."""
+    done = 0
+    while done < len(dst):
+        try:
+            got = os.preadv(fd, [dst[done:]], pos + done)
+        except OSError as e:
+            raise ProtocolError("bad_buffer", f"shm: segment {name!r} cannot be read ({e})") from None
+        if got <= 0:
+            raise ProtocolError(
+                "bad_buffer", f"shm: segment {name!r} shrank to {pos + done} bytes while it was being read"
+            )
+        done += got
+
+
+def _read_rgb(read: Callable[[memoryview, int], None], layout: SharedLayout) -> Tuple[np.ndarray, str]:
+    """The described pixels as float32 RGB (see to_rgb32), read (`read(dst, position)` fills dst) and hashed a band
+    of rows at a time."""
+    h, w = layout.shape[:2]
+    c = layout.shape[2] if len(layout.shape) == 3 else 1
+    dtype = np.dtype(layout.dtype)
+    row_bytes = w * c * dtype.itemsize
+    rows = max(1, _BAND_BYTES // row_bytes)
+    out = np.empty((h, w, 3), np.float32)
+    # the same hash put_frame gives the same pixels sent inline (the resume stamp)
+    digest = hashlib.sha1()
+    direct = dtype == np.float32 and c == 3  # read straight into the result
+    scratch = None if direct else np.empty((min(rows, h), w, c), dtype)
+    for y in range(0, h, rows):
+        n = min(rows, h - y)
+        band = out[y : y + n]
+        src = band if direct else scratch[:n]
+        raw = memoryview(src.reshape(-1)).cast("B")
+        read(raw, layout.offset + y * row_bytes)
+        digest.update(raw)
+        if not direct:
+            band[...] = src[..., :3]  # casts; a single channel broadcasts to three
+        np.nan_to_num(band, copy=False, nan=0.0, posinf=65504.0, neginf=-65504.0)
+    return out, digest.hexdigest()
 
 
 def to_rgb32(pixels: np.ndarray) -> np.ndarray:
