@@ -255,7 +255,11 @@ def test_fuzz_thousands_of_messages(mb_server):
 
     sock = raw_socket(mb_server.address, timeout_ms=20000)
     json_values = st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=8),  # encode is strict JSON
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
         max_leaves=12,
     )
