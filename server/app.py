@@ -326,6 +326,12 @@ class Server:
 
 
 def _summary(content: dict) -> str:
+    """A request's names and numbers for the log, on one line: a client's text is quoted (repr escapes a newline,
+    so it cannot forge a log line) and cut to 120 characters."""
     keys = ("clip", "frame", "object", "frames", "pattern", "source", "direction", "out", "job")
-    parts = [f"{k}={content[k]}" for k in keys if isinstance(content.get(k), (str, int))]
+    parts = [f"{k}={_loggable(content[k])}" for k in keys if isinstance(content.get(k), (str, int))]
     return (" " + " ".join(parts)) if parts else ""
+
+
+def _loggable(value) -> str:
+    return repr(value[:120]) if isinstance(value, str) else str(value)

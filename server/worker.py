@@ -23,7 +23,15 @@ import numpy as np
 from mattebridge.core.errors import MatteBridgeError
 from mattebridge.core.image.half import to_half
 from mattebridge.core.track.run import TrackRun
-from mattebridge.core.wire.protocol import Message, ProtocolError, error_content, field_of, pack_array, unpack_array
+from mattebridge.core.wire.protocol import (
+    Message,
+    ProtocolError,
+    error_content,
+    field_of,
+    one_line,
+    pack_array,
+    unpack_array,
+)
 from mattebridge.core.wire.shm import read_shared_rgb, shared_layout, to_rgb32
 from mattebridge.core.wire.vocabulary import EDGE_MODES
 
@@ -174,7 +182,7 @@ class Worker(threading.Thread):
         self.send(client, Message(msg_type, content, buffers or [], parent_id=msg.msg_id))
 
     def _error(self, client: bytes, msg: Message, e: ProtocolError) -> None:
-        log.warning("%s %s -> %s: %s", client.hex()[:8], msg.msg_type, e.code, e)
+        log.warning("%s %s -> %s: %s", client.hex()[:8], msg.msg_type, e.code, one_line(e))
         self._reply(client, msg, "error", error_content(e.code, str(e), **e.extra))
 
     def _handle(self, client: bytes, msg: Message, clip_id: str) -> None:

@@ -91,9 +91,17 @@ def test_prompts_json_round_trip_and_errors(tmp_path):
         ({"version": 99, "objects": []}, "newer"),
         ({"objects": [{"name": "a b", "frames": [{"frame": 1, "points": [{"x": 1, "y": 1}]}]}]}, "object name"),
         ({"objects": [{"name": "a", "frames": [{"points": []}]}]}, "'frame'"),
+        (  # a string is not a boolean: bool("false") would make a background click a foreground one
+            {"objects": [{"name": "a", "frames": [{"frame": 1, "points": [{"x": 1, "y": 1, "positive": "false"}]}]}]},
+            r"frames\[0\]: positive 'false': expected true or false",
+        ),
+        ({"objects": [{"name": "a", "frames": [{"frame": 1001.7, "points": []}]}]}, "frame 1001.7 is not a whole"),
+        ({"objects": [{"name": "a", "frames": [{"frame": True, "points": []}]}]}, "frame True is not a whole"),
     ]:
         with pytest.raises(MatteBridgeError, match=message):
             Prompts.from_json(doc, "p.json")
+    whole = {"objects": [{"name": "a", "frames": [{"frame": 1001.0, "points": [{"x": 1, "y": 1, "positive": False}]}]}]}
+    assert Prompts.from_json(whole).objects["a"][1001].points[0].positive is False  # 1001.0 is frame 1001
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(MatteBridgeError, match="bad.json: not valid JSON"):
         Prompts.load(str(tmp_path / "bad.json"))

@@ -537,3 +537,17 @@ def test_the_client_is_numpy_and_pyzmq_only_and_python_3_9():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_clients_text_cannot_forge_a_log_line(mb_server):
+    """The server logs each request's names and each refusal; a newline a client put in a name is written as an
+    escape, so it cannot start a line of the log (or of the error reply)."""
+    sock = raw_socket(mb_server.address, timeout_ms=20000)
+    forged = "x.####.exr\n2026-01-01 00:00:00,000 INFO forged: server stopped by admin"
+    reply = request(sock, "open_clip", {"source": "files", "pattern": forged, "frames": "1-2"})
+    assert reply.msg_type == "error" and "\n" not in reply.content["message"]  # the reply's one line, escaped
+    assert "x.0001.exr\\n2026-01-01" in reply.content["message"]
+    sock.close()
+    log = mb_server.log()
+    assert "forged: server stopped by admin" in log  # logged, quoted on the request's own line
+    assert not any(line.startswith("2026-01-01") for line in log.splitlines())

@@ -189,9 +189,16 @@ class Prompts:
                 if not isinstance(fr, dict):
                     raise bad(f"{where}: expected an object with a 'frame'")
                 try:
-                    frame = int(fr["frame"])
+                    frame = fr["frame"]
+                    if isinstance(frame, bool) or (isinstance(frame, float) and not frame.is_integer()):
+                        raise ValueError(f"frame {frame!r} is not a whole number")
+                    frame = int(frame)
                     for p in fr.get("points", []):
-                        prompts.add_point(name, frame, float(p["x"]), float(p["y"]), bool(p.get("positive", True)))
+                        x, y = float(p["x"]), float(p["y"])  # also refuses a point that is not an object
+                        positive = p.get("positive", True)
+                        if not isinstance(positive, bool):  # "false" is a string, and bool("false") is True
+                            raise ValueError(f"positive {positive!r}: expected true or false")
+                        prompts.add_point(name, frame, x, y, positive)
                     if fr.get("box") is not None:
                         if len(fr["box"]) != 4:
                             raise ValueError("box needs 4 numbers")

@@ -196,7 +196,14 @@ def load_json(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
 
 
 def error_content(code: str, message: str, **extra) -> dict:
-    return {"code": code, "message": message, **extra}
+    """An error reply's content, its message on one line whatever a client put in it (`one_line`)."""
+    return {"code": code, "message": one_line(message), **extra}
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters written as escapes: a newline in a client's path stays visible and
+    cannot start a new line (of an error reply, or of the server's log)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 # --- arrays -------------------------------------------------------------------------------------------
