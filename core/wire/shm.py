@@ -166,9 +166,7 @@ def _read_rgb(read: Callable[[memoryview, int], None], layout: SharedLayout) -> 
         raw = memoryview(src.reshape(-1)).cast("B")
         read(raw, layout.offset + y * row_bytes)
         digest.update(raw)
-        if not direct:
-            band[...] = src[..., :3]  # casts; a single channel broadcasts to three
-        np.nan_to_num(band, copy=False, nan=0.0, posinf=65504.0, neginf=-65504.0)
+        _fill_rgb32(band, src)
     return out, digest.hexdigest()
 
 
@@ -180,7 +178,13 @@ def to_rgb32(pixels: np.ndarray) -> np.ndarray:
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, (1 << 20) // w)  # about a megapixel per band
     for y in range(0, h, rows):
-        band = out[y : y + rows]
-        band[...] = src[y : y + rows, :, :3]  # casts; a single channel broadcasts to three
-        np.nan_to_num(band, copy=False, nan=0.0, posinf=65504.0, neginf=-65504.0)
+        _fill_rgb32(out[y : y + rows], src[y : y + rows])
     return out
+
+
+def _fill_rgb32(band: np.ndarray, src: np.ndarray) -> None:
+    """float32 (n, w, 3) `band` <- (n, w, 1|3|4) `src` (`band` itself when it was read in place): cast, one channel
+    repeated, alpha dropped, NaN -> 0 and +-inf -> +-65504 (half's range)."""
+    if src is not band:
+        band[...] = src[..., :3]  # casts; a single channel broadcasts to three
+    np.nan_to_num(band, copy=False, nan=0.0, posinf=65504.0, neginf=-65504.0)
